@@ -1,0 +1,181 @@
+"""The `clickjax` command line: train click models on raw logs and print their metrics.
+
+    clickjax train --model pbm --format wscd --train trainSample --test testSample --output runs/pbm
+    clickjax demo
+
+The commands are a thin layer over the Python API (`clickjax.data`, `clickjax.models`,
+`clickjax.training`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from clickjax import __version__
+from clickjax.data import FORMATS
+from clickjax.errors import ClickjaxError
+from clickjax.models import MODELS
+from clickjax.run import TrainingConfig, train_and_evaluate
+from clickjax.training import DEFAULT_LEARNING_RATE
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (ClickjaxError, OSError, ValueError) as error:
+        print(f"clickjax: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clickjax", description="Fit click models to search-engine click logs."
+    )
+    parser.add_argument("--version", action="version", version=f"clickjax {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a click model and evaluate it on test data")
+    train.add_argument("--model", required=True, choices=sorted(MODELS), help="click model to train")
+    train.add_argument("--format", required=True, choices=FORMATS, help="format of the log files")
+    train.add_argument("--train", required=True, nargs="+", metavar="PATH", help="training log files")
+    train.add_argument(
+        "--validation", nargs="+", default=[], metavar="PATH",
+        help="validation log files for early stopping (without them, train for --epochs)",
+    )
+    train.add_argument("--test", required=True, nargs="+", metavar="PATH", help="test log files")
+    train.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for metrics and parameters")
+    _add_training_options(train)
+    train.set_defaults(handler=_train_command)
+
+    demo = commands.add_parser("demo", help="train on a small Baidu-format log shipped with clickjax")
+    demo.add_argument("--model", default="pbm", choices=sorted(MODELS), help="click model to train (default: pbm)")
+    demo.add_argument("--output", type=Path, metavar="DIR", help="folder for metrics (default: a temporary folder)")
+    _add_training_options(demo)
+    demo.set_defaults(handler=_demo_command)
+    return parser
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--positions", type=int, default=10, help="page length: results ranked below it are dropped (default: 10)")
+    parser.add_argument("--epochs", type=int, default=50, help="maximum number of passes over the training log (default: 50)")
+    parser.add_argument("--batch-size", type=int, default=1024, help="sessions per training step (default: 1024)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=DEFAULT_LEARNING_RATE,
+        help=f"Adam learning rate (default: {DEFAULT_LEARNING_RATE})",
+    )
+    parser.add_argument("--patience", type=int, default=3, help="epochs without validation gain before stopping (default: 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default: 0)")
+    parser.add_argument(
+        "--on-error", choices=("strict", "skip"), default="strict",
+        help="on a malformed line: stop with an error (strict, default) or drop the session and count it (skip)",
+    )
+
+
+def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
+    return TrainingConfig(
+        model=args.model,
+        positions=args.positions,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        seed=args.seed,
+        on_error=args.on_error,
+        **paths,
+    )
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    config = _config_from_args(
+        args,
+        format=args.format,
+        train=[str(p) for p in args.train],
+        validation=[str(p) for p in args.validation],
+        test=[str(p) for p in args.test],
+    )
+    summary = train_and_evaluate(config, args.output, progress=_print_progress)
+    print(format_summary(summary))
+    print(f"\nwrote {args.output / 'metrics.json'}")
+    return 0
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    data = resources.files("clickjax") / "demo_data"
+    with resources.as_file(data) as folder:
+        config = _config_from_args(
+            args,
+            format="baidu",
+            train=[str(folder / "demo-train.txt.gz")],
+            validation=[],
+            test=[str(folder / "demo-test.txt.gz")],
+        )
+        truth = json.loads((folder / "demo-truth.json").read_text())
+        print(f"clickjax demo: {args.model} on a simulated Baidu-ULTR-format log in {folder}")
+        if args.output is None:
+            with tempfile.TemporaryDirectory(prefix="clickjax-demo-") as output:
+                summary = train_and_evaluate(config, Path(output), progress=_print_progress)
+        else:
+            summary = train_and_evaluate(config, args.output, progress=_print_progress)
+            print(f"wrote {args.output / 'metrics.json'}")
+    print(format_summary(summary))
+    estimated = summary["parameters"].get("examination_by_rank")
+    if estimated is not None:
+        print("\nexamination by rank: true (simulation) vs estimated")
+        for rank, (true, fitted) in enumerate(zip(truth["examination_by_rank"], estimated), start=1):
+            print(f"  rank {rank:2d}  {true:.3f}  {fitted:.3f}")
+    return 0
+
+
+def _print_progress(record) -> None:
+    validation = ""
+    if record.validation_log_likelihood is not None:
+        validation = f"  validation log-likelihood {record.validation_log_likelihood:.5f}"
+    print(f"epoch {record.epoch:3d}  train loss {record.train_loss:.5f}{validation}  ({record.seconds:.2f} s)", flush=True)
+
+
+def format_summary(summary: dict) -> str:
+    """Render the metrics of a run as a plain-text table."""
+    test = summary["test"]
+    lines = [
+        "",
+        f"model {summary['model']}: {summary['train_sessions']} training sessions, "
+        f"{summary['test_sessions']} test sessions, {summary['epochs_run']} epochs "
+        f"in {summary['train_seconds']:.1f} s",
+        "",
+        f"{'metric':<26}{'test':>12}",
+        f"{'log-likelihood':<26}{test['log_likelihood']:>12.5f}",
+        f"{'perplexity':<26}{test['perplexity']:>12.5f}",
+        f"{'conditional perplexity':<26}{test['conditional_perplexity']:>12.5f}",
+        "",
+        f"{'rank':<6}{'perplexity':>12}{'cond. perplexity':>18}{'log-likelihood':>16}",
+    ]
+    for rank, (perplexity, conditional, log_likelihood) in enumerate(
+        zip(test["perplexity_per_rank"], test["conditional_perplexity_per_rank"], test["log_likelihood_per_rank"]),
+        start=1,
+    ):
+        if perplexity is None:
+            lines.append(f"{rank:<6}{'-':>12}{'-':>18}{'-':>16}")
+        else:
+            lines.append(f"{rank:<6}{perplexity:>12.5f}{conditional:>18.5f}{log_likelihood:>16.5f}")
+    if summary["oov_test_pairs"]:
+        lines.append(
+            f"\n{summary['oov_test_pairs']} test results ({summary['oov_test_pair_rate']:.1%}) have a "
+            "query-document pair unseen in training; they use the out-of-vocabulary parameter"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""One training run from raw log files to a folder of results, as `clickjax train` performs it.
+
+`train_and_evaluate` reads the training log (building the vocabulary), freezes the vocabulary, reads
+the validation and test logs with it, trains the model, evaluates it on the test log and writes:
+
+- `metrics.json`: test metrics overall and per rank, session counts, training time, the readable
+  parameters, the reader counters of every log and the configuration of the run;
+- `parameters.json`: the readable parameters alone (examination by rank, continuation, ...);
+- `model/`: the trained parameters (see `clickjax.serialization`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jax
+from flax import nnx
+
+from clickjax import __version__
+from clickjax.data import ClickLog, Vocabulary
+from clickjax.models import MODELS
+from clickjax.serialization import save_model
+from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
+
+__all__ = ["TrainingConfig", "train_and_evaluate"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingConfig:
+    """Everything that defines a training run; saved with its results."""
+
+    model: str
+    format: str
+    train: list[str]
+    test: list[str]
+    validation: list[str] = field(default_factory=list)
+    positions: int = 10
+    epochs: int = 50
+    batch_size: int = 1024
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    patience: int = 3
+    seed: int = 0
+    on_error: str = "strict"
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(sorted(MODELS))}")
+        if self.positions < 1:
+            raise ValueError(f"positions must be at least 1, got {self.positions}")
+
+
+def train_and_evaluate(
+    config: TrainingConfig,
+    output: Path,
+    progress: Callable[[EpochRecord], None] | None = None,
+) -> dict:
+    """Train and evaluate as `config` says, write the results to `output`, and return the summary."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+    vocabulary = Vocabulary()
+    train = _read(config, config.train, vocabulary)
+    vocabulary.freeze()
+    validation = _read(config, config.validation, vocabulary) if config.validation else None
+    test = _read(config, config.test, vocabulary)
+
+    model = MODELS[config.model](
+        positions=config.positions,
+        query_doc_pairs=vocabulary.pair_table_size,
+        rngs=nnx.Rngs(config.seed),
+    )
+    trainer = Trainer(
+        learning_rate=config.learning_rate,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        patience=config.patience,
+        seed=config.seed,
+        on_epoch=progress,
+    )
+    if validation is None:
+        logger.warning("no validation data: training for %d epochs without early stopping", config.epochs)
+    fit = trainer.fit(model, train, validation)
+    metrics = trainer.evaluate(model, test)
+
+    oov_pairs = test.stats.get("oov_pairs", 0)
+    total_results = int(test.columns["mask"].sum())
+    summary = {
+        **metrics.to_dict(),
+        "model": config.model,
+        "train_sessions": train.num_sessions,
+        "validation_sessions": validation.num_sessions if validation is not None else 0,
+        "test_sessions": test.num_sessions,
+        "train_seconds": fit.seconds,
+        "epochs_run": len(fit.history),
+        "best_epoch": fit.best_epoch,
+        "stopped_early": fit.stopped_early,
+        "early_stopping": fit.validated,
+        "oov_test_pairs": oov_pairs,
+        "oov_test_pair_rate": oov_pairs / total_results if total_results else 0.0,
+        "parameters": model.parameter_summary(),
+        "test": metrics.to_dict(),
+        "history": [asdict(record) for record in fit.history],
+        "reader_stats": {
+            "train": train.stats,
+            "validation": validation.stats if validation is not None else None,
+            "test": test.stats,
+        },
+        "config": asdict(config),
+        "versions": {
+            "clickjax": __version__,
+            "jax": jax.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (output / "parameters.json").write_text(json.dumps(summary["parameters"], indent=2) + "\n")
+    save_model(model, output / "model", config={"model": config.model, "positions": config.positions})
+    return summary
+
+
+def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary) -> ClickLog:
+    started = time.perf_counter()
+    log = ClickLog.read(config.format, paths, vocabulary, positions=config.positions, on_error=config.on_error)
+    logger.info(
+        "read %d sessions from %d file(s) in %.2f s", log.num_sessions, len(paths), time.perf_counter() - started
+    )
+    return log

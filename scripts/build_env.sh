@@ -1,0 +1,29 @@
+# Sourced by demo.sh and test.sh: create a virtual environment, build the extension wheel once with
+# the quick release profile, and install it with its dependencies.
+# Usage: source scripts/build_env.sh VENV_DIR [EXTRAS]
+set -euo pipefail
+
+venv=$1
+extras=${2:-}
+python=${PYTHON:-python3.11}
+
+if ! command -v "$python" >/dev/null; then
+    echo "error: $python not found; install Python 3.11 or later, or set PYTHON to its path" >&2
+    exit 1
+fi
+if ! command -v cargo >/dev/null; then
+    echo "error: cargo not found; install a Rust toolchain (https://rustup.rs) to build from source" >&2
+    exit 1
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2"
+
+rm -rf dist
+"$venv/bin/maturin" build --profile quick --interpreter "$venv/bin/python" --out dist
+wheel=$(ls dist/clickjax-*.whl)
+"$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel"
+"$venv/bin/python" -m pip install --quiet "${wheel}${extras}"

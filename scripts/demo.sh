@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up clickjax in .venv (build and install the wheel) and run the demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/build_env.sh .venv
+export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
+.venv/bin/clickjax demo "$@"

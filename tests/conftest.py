@@ -1,0 +1,20 @@
+"""Shared fixtures: the real click logs and small simulated logs."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REAL_DATA_HINT = "set CLICKJAX_DATA_DIR to the folder holding yandex-wscd-pyclick/ to run the real-log tests"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder of real click logs named by CLICKJAX_DATA_DIR; skips the test when it is unset."""
+    value = os.environ.get("CLICKJAX_DATA_DIR")
+    if not value:
+        pytest.skip(REAL_DATA_HINT)
+    path = Path(value)
+    if not (path / "yandex-wscd-pyclick").is_dir():
+        pytest.fail(f"CLICKJAX_DATA_DIR={value} has no yandex-wscd-pyclick/ folder")
+    return path

@@ -1,0 +1,129 @@
+"""The command line end to end: train, demo, and errors on bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clickjax.cli import main
+
+REQUIRED_KEYS = {
+    "log_likelihood",
+    "perplexity",
+    "conditional_perplexity",
+    "perplexity_per_rank",
+    "train_sessions",
+    "test_sessions",
+    "train_seconds",
+    "parameters",
+}
+
+# Two queries with three results each; clicks are URL ids in click order.
+WSCD_TRAIN = (
+    "7_1\t11,12,13 : 12 , 11;7_1\t11,12,13 :;7_1\t12,11,13 : 12\n"
+    "\n"
+    "8_2\t21,22,23 : 23; 8_2\t21,22,23 : 21 , 21 ; 8_2\t22,21,23 :;"
+)
+WSCD_TEST = "7_1\t11,12,13 : 11;8_2\t21,22,24 : 24"
+
+
+@pytest.fixture
+def tiny_logs(tmp_path):
+    train = tmp_path / "train.txt"
+    test = tmp_path / "test.txt"
+    train.write_text(WSCD_TRAIN)
+    test.write_text(WSCD_TEST)
+    return train, test
+
+
+@pytest.mark.parametrize("model", ["pbm", "ubm", "dbn"])
+def test_train_writes_metrics(tiny_logs, tmp_path, model, capsys):
+    train, test = tiny_logs
+    output = tmp_path / "run"
+
+    code = main([
+        "train", "--model", model, "--format", "wscd", "--train", str(train), "--test", str(test),
+        "--positions", "3", "--epochs", "2", "--batch-size", "4", "--output", str(output),
+    ])
+
+    assert code == 0
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert REQUIRED_KEYS <= metrics.keys()
+    assert metrics["train_sessions"] == 6
+    assert metrics["test_sessions"] == 2
+    assert len(metrics["perplexity_per_rank"]) == 3
+    assert metrics["epochs_run"] == 2
+    # One test result (URL 24 for query 8_2) was never seen in training.
+    assert metrics["oov_test_pairs"] == 1
+    assert (output / "parameters.json").exists()
+    assert "log-likelihood" in capsys.readouterr().out
+
+
+def test_train_parameters_readable(tiny_logs, tmp_path):
+    train, test = tiny_logs
+    for model, key in [("pbm", "examination_by_rank"), ("ubm", "examination_by_rank"), ("dbn", "continuation")]:
+        output = tmp_path / model
+        main([
+            "train", "--model", model, "--format", "wscd", "--train", str(train), "--test", str(test),
+            "--positions", "3", "--epochs", "1", "--output", str(output),
+        ])
+        parameters = json.loads((output / "parameters.json").read_text())
+        assert key in parameters
+
+
+def test_train_missing_file_names_path(tmp_path, capsys):
+    missing = tmp_path / "no-such-log.gz"
+
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(missing), "--test", str(missing),
+        "--output", str(tmp_path / "run"),
+    ])
+
+    assert code == 1
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_train_malformed_line_names_line(tmp_path, capsys):
+    train = tmp_path / "bad.txt"
+    train.write_text("7_1\t11,12,13 : 12\n\n7_1 11,12,13 : 12\n")
+
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(train),
+        "--output", str(tmp_path / "run"),
+    ])
+
+    assert code == 1
+    error = capsys.readouterr().err
+    assert str(train) in error
+    assert "3" in error
+
+
+def test_demo_command_runs():
+    clickjax = Path(sys.executable).parent / "clickjax"
+
+    result = subprocess.run([str(clickjax), "demo", "--epochs", "5"], capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 0, result.stderr
+    assert "perplexity" in result.stdout
+    assert "examination by rank" in result.stdout
+
+
+@pytest.mark.parametrize("model", ["pbm", "ubm", "dbn"])
+def test_train_on_real_wscd_sample(data_dir, tmp_path, model):
+    folder = data_dir / "yandex-wscd-pyclick"
+    output = tmp_path / model
+
+    code = main([
+        "train", "--model", model, "--format", "wscd",
+        "--train", str(folder / "trainSample"), "--test", str(folder / "testSample"),
+        "--epochs", "3", "--output", str(output),
+    ])
+
+    assert code == 0
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["train_sessions"] == 35064
+    assert metrics["test_sessions"] == 21413
+    assert 1.0 < metrics["perplexity"] < 2.0
+    assert -1.0 < metrics["log_likelihood"] < 0.0
