@@ -18,8 +18,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def fit_pbm_em(columns, num_pairs: int, positions: int, max_iterations: int = 1000, tolerance: float = 1e-8):
-    """Fit PBM by EM on contract columns; returns (alpha [num_pairs], theta [positions + 1], iterations)."""
+def fit_pbm_em(
+    columns,
+    num_pairs: int,
+    positions: int,
+    max_iterations: int = 2000,
+    tolerance: float = 1e-9,
+    floor: float = 1e-6,
+):
+    """Fit PBM by EM on contract columns; returns (alpha [num_pairs], theta [positions + 1], iterations).
+
+    Probabilities are kept in [floor, 1 - floor] after each step. Without the floor, the attraction of
+    a pair never clicked at a well-examined rank decays geometrically to exactly 0 in float64 after a
+    few hundred iterations, and a single test click on such a pair makes the test log-likelihood -inf.
+    """
     real = columns["mask"].astype(bool)
     ids = columns["query_doc_id"][real]
     ranks = columns["position"][real]
@@ -44,6 +56,8 @@ def fit_pbm_em(columns, num_pairs: int, positions: int, max_iterations: int = 10
         new_theta = theta.copy()
         new_alpha[seen_pairs] = (np.bincount(ids, weights * attracted, minlength=num_pairs) / np.maximum(pair_counts, 1))[seen_pairs]
         new_theta[seen_ranks] = (np.bincount(ranks, weights * examined, minlength=positions + 1) / np.maximum(rank_counts, 1))[seen_ranks]
+        new_alpha = np.clip(new_alpha, floor, 1.0 - floor)
+        new_theta = np.clip(new_theta, floor, 1.0 - floor)
         change = max(np.abs(new_alpha - alpha).max(), np.abs(new_theta - theta).max())
         alpha, theta = new_alpha, new_theta
         if change < tolerance:

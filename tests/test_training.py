@@ -87,14 +87,19 @@ def test_pbm_matches_em_on_real_wscd_sample(data_dir):
     vocabulary.freeze()
     test = ClickLog.read("wscd", [folder / "testSample"], vocabulary)
 
-    alpha, theta, _ = fit_pbm_em(train.columns, vocabulary.pair_table_size, positions=10)
-    em_log_likelihood = pbm_log_likelihood(test.columns, alpha, theta)
+    alpha, theta, _ = fit_pbm_em(train.columns, vocabulary.pair_table_size, positions=10, max_iterations=500)
+    em_train = pbm_log_likelihood(train.columns, alpha, theta)
+    em_test = pbm_log_likelihood(test.columns, alpha, theta)
 
     # The command line's defaults, without validation data.
     model = PositionBasedModel(positions=10, query_doc_pairs=vocabulary.pair_table_size, rngs=nnx.Rngs(0))
     trainer = Trainer()
     trainer.fit(model, train)
-    log_likelihood = trainer.evaluate(model, test).log_likelihood
+    gradient_train = trainer.evaluate(model, train).log_likelihood
+    gradient_test = trainer.evaluate(model, test).log_likelihood
 
-    print(f"test log-likelihood: gradient {log_likelihood:.6f}, EM {em_log_likelihood:.6f}")
-    assert log_likelihood >= em_log_likelihood - 0.001
+    print(f"train log-likelihood: gradient {gradient_train:.6f}, EM {em_train:.6f}")
+    print(f"test log-likelihood: gradient {gradient_test:.6f}, EM {em_test:.6f}")
+    # EM maximises the training likelihood, so reaching it within 0.001 shows that training converged.
+    assert gradient_train >= em_train - 0.001
+    assert gradient_test >= em_test - 0.001

@@ -122,7 +122,15 @@ def train_and_evaluate(
     }
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     (output / "parameters.json").write_text(json.dumps(summary["parameters"], indent=2) + "\n")
-    save_model(model, output / "model", config={"model": config.model, "positions": config.positions})
+    save_model(
+        model,
+        output / "model",
+        config={
+            "model": config.model,
+            "positions": config.positions,
+            "query_doc_pairs": vocabulary.pair_table_size,
+        },
+    )
     return summary
 
 

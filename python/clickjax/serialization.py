@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -34,7 +35,8 @@ def save_model(model: nnx.Module, folder: Path, config: dict) -> None:
     Args:
       model: a click model from `clickjax.models`.
       folder: created if missing; existing files of a saved model are replaced.
-      config: at least `model` (the registry name) and `positions`.
+      config: the constructor arguments: `model` (the registry name), `positions` and
+        `query_doc_pairs`.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,7 @@ def save_model(model: nnx.Module, folder: Path, config: dict) -> None:
         "clickjax_version": __version__,
         "model": config["model"],
         "positions": int(config["positions"]),
-        "query_doc_pairs": int(model.query_doc_pairs),
+        "query_doc_pairs": int(config["query_doc_pairs"]),
     }
     (folder / _METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
 
@@ -86,6 +88,6 @@ def load_model(folder: Path) -> nnx.Module:
                 raise ValueError(
                     f"parameter {key!r} in {folder} has shape {value.shape}, expected {variable.get_value().shape}"
                 )
-            variable.set_value(value)
+            variable.set_value(jnp.asarray(value))
     nnx.update(model, state)
     return model
