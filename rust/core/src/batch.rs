@@ -1,0 +1,240 @@
+//! Padded Arrow record batches of sessions, one row per session and P positions per row.
+//!
+//! Columns, in order (B rows, P positions):
+//!
+//! | column | Arrow type | shape |
+//! |---|---|---|
+//! | `query_id` | Int32 | `[batch]` |
+//! | `doc_id`, `query_doc_id`, `query_doc_hash`, `position` | FixedSizeList<Int32, P> | `[batch, positions]` |
+//! | `click`, `mask` | FixedSizeList<UInt8, P> | `[batch, positions]` |
+//! | `weight` | Float32 | `[batch]` |
+//!
+//! No array has a validity bitmap: padding slots hold 0 and `mask` marks the real results. Every
+//! buffer comes from an Arrow `BufferBuilder`, whose allocations are aligned to at least 64 bytes,
+//! so numpy can view a flattened column without a copy and JAX's CPU backend can alias it.
+
+use std::sync::Arc;
+
+use arrow_array::types::{Float32Type, Int32Type, UInt8Type};
+use arrow_array::{ArrayRef, ArrowPrimitiveType, FixedSizeListArray, PrimitiveArray, RecordBatch};
+use arrow_buffer::{ArrowNativeType, BufferBuilder};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use crate::error::Result;
+use crate::session::Session;
+use crate::stats::Stats;
+use crate::vocabulary::{self, Vocabulary, PADDING_ID};
+
+/// Rows reserved for the first batch. Buffers grow past this as rows arrive, so a large
+/// `batch_size` costs memory only once it is filled.
+const INITIAL_ROWS: usize = 4096;
+
+/// Returns the schema of a batch with `positions` slots per row.
+pub fn batch_schema(positions: usize) -> SchemaRef {
+    // `positions` is validated to fit in i32 by the reader options.
+    let list = |item: DataType| DataType::FixedSizeList(list_item(item), positions as i32);
+    Arc::new(Schema::new(vec![
+        Field::new("query_id", DataType::Int32, false),
+        Field::new("doc_id", list(DataType::Int32), false),
+        Field::new("query_doc_id", list(DataType::Int32), false),
+        Field::new("query_doc_hash", list(DataType::Int32), false),
+        Field::new("position", list(DataType::Int32), false),
+        Field::new("click", list(DataType::UInt8), false),
+        Field::new("mask", list(DataType::UInt8), false),
+        Field::new("weight", DataType::Float32, false),
+    ]))
+}
+
+/// Ids of one row, computed before anything is appended so that a failed lookup leaves the
+/// builder unchanged.
+#[derive(Default)]
+struct RowIds {
+    doc_id: Vec<i32>,
+    query_doc_id: Vec<i32>,
+    query_doc_hash: Vec<i32>,
+    position: Vec<i32>,
+    click: Vec<u8>,
+}
+
+/// Collects sessions into the columns of one record batch.
+pub struct BatchBuilder {
+    positions: usize,
+    batch_size: usize,
+    rows: usize,
+    schema: SchemaRef,
+    row: RowIds,
+    query_id: BufferBuilder<i32>,
+    doc_id: BufferBuilder<i32>,
+    query_doc_id: BufferBuilder<i32>,
+    query_doc_hash: BufferBuilder<i32>,
+    position: BufferBuilder<i32>,
+    click: BufferBuilder<u8>,
+    mask: BufferBuilder<u8>,
+    weight: BufferBuilder<f32>,
+}
+
+impl BatchBuilder {
+    /// Creates a builder for batches of up to `batch_size` rows of `positions` slots.
+    pub fn new(positions: usize, batch_size: usize) -> Self {
+        let mut builder = BatchBuilder {
+            positions,
+            batch_size,
+            rows: 0,
+            schema: batch_schema(positions),
+            row: RowIds::default(),
+            query_id: BufferBuilder::new(0),
+            doc_id: BufferBuilder::new(0),
+            query_doc_id: BufferBuilder::new(0),
+            query_doc_hash: BufferBuilder::new(0),
+            position: BufferBuilder::new(0),
+            click: BufferBuilder::new(0),
+            mask: BufferBuilder::new(0),
+            weight: BufferBuilder::new(0),
+        };
+        builder.reserve(batch_size.min(INITIAL_ROWS));
+        builder
+    }
+
+    /// Reserves room for `rows` rows, so that filling a batch does not copy its buffers.
+    fn reserve(&mut self, rows: usize) {
+        let slots = rows * self.positions;
+        self.query_id.reserve(rows);
+        self.doc_id.reserve(slots);
+        self.query_doc_id.reserve(slots);
+        self.query_doc_hash.reserve(slots);
+        self.position.reserve(slots);
+        self.click.reserve(slots);
+        self.mask.reserve(slots);
+        self.weight.reserve(rows);
+    }
+
+    /// Schema of the batches this builder produces.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Number of rows collected so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Returns true if no row has been collected since the last batch.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Returns true once the batch contains `batch_size` rows.
+    pub fn is_full(&self) -> bool {
+        self.rows >= self.batch_size
+    }
+
+    /// Appends a session as one row, looking up its ids in `vocabulary` and counting
+    /// out-of-vocabulary keys. The session must hold at most `positions` results.
+    pub fn push(
+        &mut self,
+        session: &Session,
+        vocabulary: &mut Vocabulary,
+        stats: &mut Stats,
+    ) -> Result<()> {
+        let query = vocabulary.query_id(session.query_key)?;
+        let mut oov_documents = 0;
+        let mut oov_pairs = 0;
+
+        let row = &mut self.row;
+        row.doc_id.clear();
+        row.query_doc_id.clear();
+        row.query_doc_hash.clear();
+        row.position.clear();
+        row.click.clear();
+        for result in session.results.iter().take(self.positions) {
+            let document = vocabulary.document_id(result.document_key)?;
+            let pair_key = vocabulary::pair_fingerprint(session.query_key, result.document_key);
+            let pair = vocabulary.pair_id(pair_key)?;
+            oov_documents += u64::from(document.out_of_vocabulary);
+            oov_pairs += u64::from(pair.out_of_vocabulary);
+
+            row.doc_id.push(document.id);
+            row.query_doc_id.push(pair.id);
+            row.query_doc_hash
+                .push(vocabulary::query_doc_hash(pair_key));
+            // Positions are at most the number of positions, which fits in i32.
+            row.position.push(result.position as i32);
+            row.click.push(u8::from(result.click));
+        }
+
+        stats.oov_queries += u64::from(query.out_of_vocabulary);
+        stats.oov_documents += oov_documents;
+        stats.oov_pairs += oov_pairs;
+
+        // Real results first, then padding up to P slots.
+        let real = row.doc_id.len();
+        let padding = self.positions - real;
+        self.query_id.append(query.id);
+        append_padded(&mut self.doc_id, &row.doc_id, padding, PADDING_ID);
+        append_padded(
+            &mut self.query_doc_id,
+            &row.query_doc_id,
+            padding,
+            PADDING_ID,
+        );
+        append_padded(&mut self.query_doc_hash, &row.query_doc_hash, padding, 0);
+        append_padded(&mut self.position, &row.position, padding, 0);
+        append_padded(&mut self.click, &row.click, padding, 0);
+        self.mask.append_n(real, 1);
+        self.mask.append_n(padding, 0);
+        self.weight.append(1.0);
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Returns the rows collected so far as a record batch and starts a new one.
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        // `positions` is validated to fit in i32 by the reader options.
+        let size = self.positions as i32;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(primitive::<Int32Type>(&mut self.query_id)),
+            padded::<Int32Type>(&mut self.doc_id, size)?,
+            padded::<Int32Type>(&mut self.query_doc_id, size)?,
+            padded::<Int32Type>(&mut self.query_doc_hash, size)?,
+            padded::<Int32Type>(&mut self.position, size)?,
+            padded::<UInt8Type>(&mut self.click, size)?,
+            padded::<UInt8Type>(&mut self.mask, size)?,
+            Arc::new(primitive::<Float32Type>(&mut self.weight)),
+        ];
+
+        // Finishing leaves the builders empty. The next batch is likely as large as this one.
+        let rows = std::mem::take(&mut self.rows);
+        self.reserve(rows.max(INITIAL_ROWS).min(self.batch_size));
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// Item field of every padded column: values are never null.
+fn list_item(item: DataType) -> Arc<Field> {
+    Arc::new(Field::new("item", item, false))
+}
+
+fn append_padded<T: ArrowNativeType>(
+    builder: &mut BufferBuilder<T>,
+    values: &[T],
+    padding: usize,
+    pad: T,
+) {
+    builder.append_slice(values);
+    builder.append_n(padding, pad);
+}
+
+/// Moves the contents of a buffer builder into an array without a validity bitmap.
+fn primitive<T: ArrowPrimitiveType>(builder: &mut BufferBuilder<T::Native>) -> PrimitiveArray<T> {
+    PrimitiveArray::<T>::new(builder.finish().into(), None)
+}
+
+/// Moves the contents of a buffer builder into a `[batch, positions]` list column.
+fn padded<T: ArrowPrimitiveType>(
+    builder: &mut BufferBuilder<T::Native>,
+    positions: i32,
+) -> Result<ArrayRef> {
+    let values: ArrayRef = Arc::new(primitive::<T>(builder));
+    let list = FixedSizeListArray::try_new(list_item(T::DATA_TYPE), positions, values, None)?;
+    Ok(Arc::new(list))
+}

@@ -1,0 +1,309 @@
+//! Physical lines of a click-log file, plain or gzip-compressed.
+//!
+//! Gzip is detected by its magic bytes `1f 8b`, not by the file name, and every member of a
+//! multi-member file is read. Lines are read into one reusable buffer, so a line of several
+//! megabytes costs one buffer of that size, and a missing final newline is accepted. A gzip file
+//! that ends early or fails its checksum surfaces as [`Error::CorruptInput`] with the compressed
+//! byte offset and the last complete line, and the partial line at the damage is never returned.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::bufread::MultiGzDecoder;
+
+use crate::error::{Error, Result};
+
+/// The two magic bytes that open every gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Read buffer for the compressed or plain file.
+const FILE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Buffer for decompressed text, from which lines are cut.
+const TEXT_BUFFER_BYTES: usize = 256 * 1024;
+
+/// A buffered reader that counts the bytes its consumer has consumed, so that the compressed
+/// offset of a gzip failure is known.
+struct ConsumedBytes<R> {
+    inner: R,
+    consumed: u64,
+}
+
+impl<R: BufRead> Read for ConsumedBytes<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.consumed += read as u64;
+        Ok(read)
+    }
+}
+
+impl<R: BufRead> BufRead for ConsumedBytes<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.consumed += amount as u64;
+        self.inner.consume(amount);
+    }
+}
+
+type GzipText = BufReader<MultiGzDecoder<ConsumedBytes<BufReader<File>>>>;
+
+/// The decompressed text of one file.
+enum Text {
+    Plain(BufReader<File>),
+    Gzip(Box<GzipText>),
+}
+
+/// Reads the physical lines of one input file and counts them.
+pub struct LineReader {
+    path: PathBuf,
+    text: Text,
+    line: Vec<u8>,
+    lineno: u64,
+    finished: bool,
+}
+
+impl LineReader {
+    /// Opens `path` and detects gzip from its first two bytes.
+    ///
+    /// A missing file is [`Error::NotFound`]; any other failure is [`Error::Io`].
+    pub fn open(path: &Path) -> Result<Self> {
+        let io_error = |source: io::Error| match source.kind() {
+            io::ErrorKind::NotFound => Error::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => Error::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        };
+
+        let file = File::open(path).map_err(io_error)?;
+        let mut buffered = BufReader::with_capacity(FILE_BUFFER_BYTES, file);
+        let is_gzip = buffered
+            .fill_buf()
+            .map_err(io_error)?
+            .starts_with(&GZIP_MAGIC);
+
+        let text = if is_gzip {
+            let counted = ConsumedBytes {
+                inner: buffered,
+                consumed: 0,
+            };
+            let decoder = MultiGzDecoder::new(counted);
+            Text::Gzip(Box::new(BufReader::with_capacity(
+                TEXT_BUFFER_BYTES,
+                decoder,
+            )))
+        } else {
+            Text::Plain(buffered)
+        };
+
+        Ok(LineReader {
+            path: path.to_path_buf(),
+            text,
+            line: Vec::new(),
+            lineno: 0,
+            finished: false,
+        })
+    }
+
+    /// Reads the next physical line into [`LineReader::line`] and returns false at the end of the
+    /// file. The line excludes its LF and a CR just before it.
+    pub fn advance(&mut self) -> Result<bool> {
+        if self.finished {
+            return Ok(false);
+        }
+        self.line.clear();
+        let read = match &mut self.text {
+            Text::Plain(reader) => reader.read_until(b'\n', &mut self.line),
+            Text::Gzip(reader) => reader.read_until(b'\n', &mut self.line),
+        };
+
+        match read {
+            Ok(0) => {
+                self.finished = true;
+                Ok(false)
+            }
+            Ok(_) => {
+                if self.line.last() == Some(&b'\n') {
+                    self.line.pop();
+                }
+                if self.line.last() == Some(&b'\r') {
+                    self.line.pop();
+                }
+                self.lineno += 1;
+                Ok(true)
+            }
+            Err(source) => {
+                // The bytes of the partial line at the damage are discarded with the line buffer.
+                self.finished = true;
+                self.line.clear();
+                Err(self.read_error(source))
+            }
+        }
+    }
+
+    /// The current line, without its line ending.
+    pub fn line(&self) -> &[u8] {
+        &self.line
+    }
+
+    /// Physical 1-based number of the current line; 0 before the first line.
+    pub fn lineno(&self) -> u64 {
+        self.lineno
+    }
+
+    /// Path of the file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_error(&self, source: io::Error) -> Error {
+        // flate2 reports a truncated stream as UnexpectedEof and a corrupt stream, header or
+        // checksum as InvalidInput or InvalidData.
+        let decoding_failure = matches!(
+            source.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+        );
+        match &self.text {
+            Text::Gzip(reader) if decoding_failure => Error::CorruptInput {
+                path: self.path.clone(),
+                offset: reader.get_ref().get_ref().consumed,
+                lineno: self.lineno,
+                cause: source.to_string(),
+            },
+            _ => Error::Io {
+                path: self.path.clone(),
+                source,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::test_files::{gzip, gzip_members, TempFile};
+
+    fn read_all_lines(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut reader = LineReader::open(path)?;
+        let mut lines = Vec::new();
+        while reader.advance()? {
+            lines.push((reader.lineno(), reader.line().to_vec()));
+        }
+        Ok(lines)
+    }
+
+    const TEXT: &[u8] = b"first\r\n\nthird line\nlast without newline";
+
+    fn expected_lines() -> Vec<(u64, Vec<u8>)> {
+        vec![
+            (1, b"first".to_vec()),
+            (2, b"".to_vec()),
+            (3, b"third line".to_vec()),
+            (4, b"last without newline".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn plain_lines_numbered_physically() {
+        let file = TempFile::new("plain", TEXT);
+        assert_eq!(read_all_lines(file.path()).unwrap(), expected_lines());
+    }
+
+    #[test]
+    fn gzip_detected_by_magic_bytes() {
+        // The name ends in .txt, but the content is gzip.
+        let file = TempFile::new("compressed.txt", &gzip(TEXT));
+        assert_eq!(read_all_lines(file.path()).unwrap(), expected_lines());
+    }
+
+    #[test]
+    fn multi_member_gzip_reads_every_member() {
+        // The members split the text inside a line, as `cat a.gz b.gz` can.
+        let file = TempFile::new("members.gz", &gzip_members(TEXT, &[3, 12, 20]));
+        assert_eq!(read_all_lines(file.path()).unwrap(), expected_lines());
+    }
+
+    #[test]
+    fn long_line_read_whole() {
+        let mut text = vec![b'x'; 3 * 1024 * 1024];
+        text.extend_from_slice(b"\nshort");
+        let file = TempFile::new("long.gz", &gzip(&text));
+        let lines = read_all_lines(file.path()).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].1.len(), 3 * 1024 * 1024);
+        assert_eq!(lines[1].1, b"short");
+    }
+
+    #[test]
+    fn empty_file_has_no_lines() {
+        let file = TempFile::new("empty", b"");
+        assert!(read_all_lines(file.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn truncated_gzip_reports_offset_and_line() {
+        let text: Vec<u8> = (0..2000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        let compressed = gzip(&text);
+        let cut = compressed.len() / 2;
+        let file = TempFile::new("truncated.gz", &compressed[..cut]);
+
+        let mut reader = LineReader::open(file.path()).unwrap();
+        let mut lines = Vec::new();
+        let error = loop {
+            match reader.advance() {
+                Ok(true) => lines.push(reader.line().to_vec()),
+                Ok(false) => panic!("a truncated file must not end cleanly"),
+                Err(error) => break error,
+            }
+        };
+
+        // Every line returned is complete and in order.
+        assert!(!lines.is_empty());
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(line, format!("line {i}").as_bytes());
+        }
+        match error {
+            Error::CorruptInput {
+                path,
+                offset,
+                lineno,
+                ..
+            } => {
+                assert_eq!(path, file.path());
+                assert_eq!(offset, cut as u64);
+                assert_eq!(lineno, lines.len() as u64);
+            }
+            other => panic!("expected CorruptInput, got {other:?}"),
+        }
+        // The reader stays finished after the error.
+        assert!(!reader.advance().unwrap());
+    }
+
+    #[test]
+    fn corrupt_checksum_is_corrupt_input() {
+        let mut compressed = gzip(b"one\ntwo\n");
+        let crc_start = compressed.len() - 8;
+        compressed[crc_start] ^= 0xff;
+        let file = TempFile::new("badcrc.gz", &compressed);
+        let error = read_all_lines(file.path()).unwrap_err();
+        assert!(matches!(error, Error::CorruptInput { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let path = Path::new("/nonexistent/clickjax/part-00000.gz");
+        match LineReader::open(path) {
+            Err(Error::NotFound { path: reported }) => assert_eq!(reported, path),
+            Err(other) => panic!("expected NotFound, got {other:?}"),
+            Ok(_) => panic!("expected NotFound, got a reader"),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Parses search-engine click logs into padded Arrow record batches for click models.
+//!
+//! A [`BatchReader`] reads Baidu-ULTR or WSCD log files, plain or gzip-compressed, and yields one
+//! row per search session with `P` result slots. A row has dense query, document and
+//! query-document ids from a shared [`Vocabulary`], the displayed positions, the clicks, and a
+//! mask of real results; the [`batch`] module describes the columns. This crate has no Python
+//! dependency, and the bindings crate exposes it as `clickjax._native`.
+//!
+//! ```no_run
+//! use std::sync::{Arc, Mutex};
+//! use clickjax_core::{BatchReader, Format, ReaderOptions, Vocabulary};
+//!
+//! let vocabulary = Arc::new(Mutex::new(Vocabulary::new()));
+//! let paths = vec!["trainSample".into()];
+//! let reader = BatchReader::new(Format::Wscd, paths, vocabulary, ReaderOptions::default())?;
+//! for batch in reader {
+//!     let batch = batch?;
+//!     println!("{} sessions", batch.num_rows());
+//! }
+//! # Ok::<(), clickjax_core::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod baidu;
+pub mod batch;
+pub mod error;
+pub mod input;
+pub mod reader;
+pub mod session;
+pub mod stats;
+pub mod vocabulary;
+pub mod wscd;
+
+#[cfg(test)]
+mod test_files;
+
+pub use batch::{batch_schema, BatchBuilder};
+pub use error::{Error, Field, ParseError, Result};
+pub use reader::{BatchReader, ErrorPolicy, Format, ReaderOptions, SharedVocabulary};
+pub use stats::Stats;
+pub use vocabulary::Vocabulary;

@@ -1,0 +1,120 @@
+//! Counters of what a reader read, kept, dropped and skipped, so that every dropped session or
+//! result is accounted for.
+//!
+//! For every reader, `sessions_read` equals `sessions_kept + sessions_skipped +
+//! sessions_without_results + sessions_dropped_without_clicks`. Sessions cut short by a corrupt
+//! gzip file are not counted as read.
+
+use crate::error::Field;
+
+/// Counters of one reader, all starting at zero.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Physical lines read, blank lines included.
+    pub lines_read: u64,
+    /// Sessions found in the input, well-formed or not.
+    pub sessions_read: u64,
+    /// Sessions written to a batch as a row.
+    pub sessions_kept: u64,
+    /// Malformed sessions dropped under `on_error="skip"`.
+    pub sessions_skipped: u64,
+    /// Sessions whose log records no click at all, before any result is dropped. Clicks on URLs
+    /// not shown and on results beyond the last position count as clicks here.
+    pub sessions_without_clicks: u64,
+    /// Sessions without clicks dropped because `drop_sessions_without_clicks` is set.
+    pub sessions_dropped_without_clicks: u64,
+    /// Sessions dropped because none of their results remained.
+    pub sessions_without_results: u64,
+    /// Results dropped because their position is greater than the number of positions.
+    pub results_truncated: u64,
+    /// Baidu results dropped because their title marks missing content.
+    pub missing_results: u64,
+    /// Baidu "other people searched for" pseudo-results dropped.
+    pub pseudo_results: u64,
+    /// Extra clicks on a result already clicked in the same session (WSCD).
+    pub repeated_clicks: u64,
+    /// Clicks on a URL that is not in the session's URL list (WSCD).
+    pub clicks_not_shown: u64,
+    /// Rows whose query is not in a frozen vocabulary.
+    pub oov_queries: u64,
+    /// Results whose document is not in a frozen vocabulary.
+    pub oov_documents: u64,
+    /// Results whose query-document pair is not in a frozen vocabulary.
+    pub oov_pairs: u64,
+    /// Gzip files that ended early or failed their checks, under `on_error="skip"`.
+    pub corrupt_inputs: u64,
+    /// Malformed sessions skipped, by the field that was invalid, indexed by [`Field::index`].
+    pub skipped_by_field: [u64; Field::ALL.len()],
+}
+
+impl Stats {
+    /// Counts one malformed session dropped under `on_error="skip"`.
+    pub fn count_skipped(&mut self, field: Field) {
+        self.sessions_read += 1;
+        self.sessions_skipped += 1;
+        self.skipped_by_field[field.index()] += 1;
+    }
+
+    /// Returns every counter with its name, in a fixed order.
+    pub fn entries(&self) -> Vec<(&'static str, u64)> {
+        let mut entries = vec![
+            ("lines_read", self.lines_read),
+            ("sessions_read", self.sessions_read),
+            ("sessions_kept", self.sessions_kept),
+            ("sessions_skipped", self.sessions_skipped),
+            ("sessions_without_clicks", self.sessions_without_clicks),
+            (
+                "sessions_dropped_without_clicks",
+                self.sessions_dropped_without_clicks,
+            ),
+            ("sessions_without_results", self.sessions_without_results),
+            ("results_truncated", self.results_truncated),
+            ("missing_results", self.missing_results),
+            ("pseudo_results", self.pseudo_results),
+            ("repeated_clicks", self.repeated_clicks),
+            ("clicks_not_shown", self.clicks_not_shown),
+            ("oov_queries", self.oov_queries),
+            ("oov_documents", self.oov_documents),
+            ("oov_pairs", self.oov_pairs),
+            ("corrupt_inputs", self.corrupt_inputs),
+        ];
+        for field in Field::ALL {
+            entries.push((
+                field.skipped_counter(),
+                self.skipped_by_field[field.index()],
+            ));
+        }
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_name_every_counter_once() {
+        let stats = Stats::default();
+        let entries = stats.entries();
+        let mut names: Vec<&str> = entries.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names.len(), 16 + Field::ALL.len());
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 16 + Field::ALL.len());
+    }
+
+    #[test]
+    fn skipped_session_counted_by_field() {
+        let mut stats = Stats::default();
+        stats.count_skipped(Field::Click);
+        stats.count_skipped(Field::Click);
+        stats.count_skipped(Field::Line);
+        assert_eq!(stats.sessions_read, 3);
+        assert_eq!(stats.sessions_skipped, 3);
+        let entries = stats.entries();
+        let count = |name: &str| entries.iter().find(|(key, _)| *key == name).unwrap().1;
+        assert_eq!(count("skipped_click"), 2);
+        assert_eq!(count("skipped_line"), 1);
+        assert_eq!(count("skipped_pos"), 0);
+    }
+}
