@@ -62,7 +62,7 @@ def train_and_evaluate(
     output: Path,
     progress: Callable[[EpochRecord], None] | None = None,
 ) -> dict:
-    """Train and evaluate as `config` says, write the results to `output`, and return the summary."""
+    """Train and evaluate as `config` specifies, write the results to `output`, and return the summary."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
 

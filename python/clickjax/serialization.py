@@ -57,7 +57,7 @@ def load_model(folder: Path) -> nnx.Module:
     """Rebuild a model written by `save_model`.
 
     Raises:
-      FileNotFoundError: `folder` holds no saved model.
+      FileNotFoundError: `folder` contains no saved model.
       ValueError: the folder was written by a newer format version, or its parameters do not match.
     """
     folder = Path(folder)
