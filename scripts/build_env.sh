@@ -5,10 +5,17 @@ set -euo pipefail
 
 venv=$1
 extras=${2:-}
-python=${PYTHON:-python3.11}
-
-if ! command -v "$python" >/dev/null; then
-    echo "error: $python not found; install Python 3.11 or later, or set PYTHON to its path" >&2
+# The interpreter: $PYTHON if set, else python3.11, else python3 if it is 3.11 or later.
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+    if command -v python3.11 >/dev/null; then
+        python=python3.11
+    else
+        python=python3
+    fi
+fi
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "error: $python is missing or older than Python 3.11; set PYTHON to a Python 3.11+ interpreter" >&2
     exit 1
 fi
 if ! command -v cargo >/dev/null; then

@@ -127,3 +127,48 @@ def test_train_on_real_wscd_sample(data_dir, tmp_path, model):
     assert metrics["test_sessions"] == 21413
     assert 1.0 < metrics["perplexity"] < 2.0
     assert -1.0 < metrics["log_likelihood"] < 0.0
+
+
+@pytest.mark.parametrize("rate", ["-1", "0", "nan", "inf"])
+def test_train_rejects_invalid_learning_rate(tiny_logs, tmp_path, rate, capsys):
+    train, test = tiny_logs
+
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(test),
+        "--learning-rate", rate, "--output", str(tmp_path / "run"),
+    ])
+
+    assert code == 1
+    assert "learning_rate must be a positive finite number" in capsys.readouterr().err
+
+
+def test_train_empty_test_log_fails_before_training(tiny_logs, tmp_path, capsys):
+    train, _ = tiny_logs
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    output = tmp_path / "run"
+
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(empty),
+        "--output", str(output),
+    ])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "the test log has no sessions" in captured.err
+    assert str(empty) in captured.err
+    assert "train loss" not in captured.out
+    assert not output.exists()
+
+
+def test_train_diverging_rate_reports_error(tiny_logs, tmp_path, capsys):
+    train, test = tiny_logs
+
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(test),
+        "--learning-rate", "1e9", "--epochs", "3", "--output", str(tmp_path / "run"),
+    ])
+
+    # A huge step either diverges (a clean error) or saturates the probabilities (finite metrics).
+    assert code in (0, 1)
+    assert "Traceback" not in capsys.readouterr().err

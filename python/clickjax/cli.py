@@ -34,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except (ClickjaxError, OSError, ValueError) as error:
+    except OSError as error:
+        if error.filename is not None and error.strerror is not None:
+            print(f"clickjax: error: {error.strerror}: {error.filename}; check the input paths", file=sys.stderr)
+        else:
+            print(f"clickjax: error: {error}", file=sys.stderr)
+        return 1
+    except (ClickjaxError, ValueError, FloatingPointError) as error:
         print(f"clickjax: error: {error}", file=sys.stderr)
         return 1
 
@@ -105,9 +111,10 @@ def _train_command(args: argparse.Namespace) -> int:
         validation=[str(p) for p in args.validation],
         test=[str(p) for p in args.test],
     )
+    _print_training_plan(config)
     summary = train_and_evaluate(config, args.output, progress=_print_progress)
     print(format_summary(summary))
-    print(f"\nwrote {args.output / 'metrics.json'}")
+    print(f"\nwrote {args.output / 'metrics.json'}, {args.output / 'parameters.json'} and {args.output / 'model'}/")
     return 0
 
 
@@ -123,6 +130,7 @@ def _demo_command(args: argparse.Namespace) -> int:
         )
         truth = json.loads((folder / "demo-truth.json").read_text())
         print(f"clickjax demo: {args.model} on a simulated Baidu-ULTR-format log in {folder}")
+        _print_training_plan(config)
         if args.output is None:
             with tempfile.TemporaryDirectory(prefix="clickjax-demo-") as output:
                 summary = train_and_evaluate(config, Path(output), progress=_print_progress)
@@ -138,6 +146,13 @@ def _demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_training_plan(config: TrainingConfig) -> None:
+    if config.validation:
+        print(f"training for at most {config.epochs} epochs, stopping early after {config.patience} without validation gain")
+    else:
+        print(f"no validation data: training for {config.epochs} epochs (pass --validation for early stopping)")
+
+
 def _print_progress(record) -> None:
     validation = ""
     if record.validation_log_likelihood is not None:
@@ -147,22 +162,25 @@ def _print_progress(record) -> None:
 
 def format_summary(summary: dict) -> str:
     """Render the metrics of a run as a plain-text table."""
-    test = summary["test"]
+    stopping = ""
+    if summary["early_stopping"]:
+        stopped = "stopped early" if summary["stopped_early"] else "ran all epochs"
+        stopping = f" ({stopped}; kept the parameters of epoch {summary['best_epoch']})"
     lines = [
         "",
         f"model {summary['model']}: {summary['train_sessions']} training sessions, "
         f"{summary['test_sessions']} test sessions, {summary['epochs_run']} epochs "
-        f"in {summary['train_seconds']:.1f} s",
+        f"in {summary['train_seconds']:.1f} s{stopping}",
         "",
         f"{'metric':<26}{'test':>12}",
-        f"{'log-likelihood':<26}{test['log_likelihood']:>12.5f}",
-        f"{'perplexity':<26}{test['perplexity']:>12.5f}",
-        f"{'conditional perplexity':<26}{test['conditional_perplexity']:>12.5f}",
+        f"{'log-likelihood':<26}{summary['log_likelihood']:>12.5f}",
+        f"{'perplexity':<26}{summary['perplexity']:>12.5f}",
+        f"{'conditional perplexity':<26}{summary['conditional_perplexity']:>12.5f}",
         "",
         f"{'rank':<6}{'perplexity':>12}{'cond. perplexity':>18}{'log-likelihood':>16}",
     ]
     for rank, (perplexity, conditional, log_likelihood) in enumerate(
-        zip(test["perplexity_per_rank"], test["conditional_perplexity_per_rank"], test["log_likelihood_per_rank"]),
+        zip(summary["perplexity_per_rank"], summary["conditional_perplexity_per_rank"], summary["log_likelihood_per_rank"]),
         start=1,
     ):
         if perplexity is None:

@@ -88,7 +88,8 @@ class MetricSums:
             ]
 
         def perplexity(mean_log_prob: float) -> float:
-            return math.exp(-mean_log_prob)
+            # A diverged model can have a mean log-probability below -709, where exp overflows.
+            return math.exp(-mean_log_prob) if mean_log_prob > -700 else math.inf
 
         perplexity_per_rank = per_rank(self.unconditional, perplexity)
         conditional_per_rank = per_rank(self.conditional, perplexity)

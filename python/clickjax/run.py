@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -55,6 +56,8 @@ class TrainingConfig:
             raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(sorted(MODELS))}")
         if self.positions < 1:
             raise ValueError(f"positions must be at least 1, got {self.positions}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive finite number, got {self.learning_rate}")
 
 
 def train_and_evaluate(
@@ -64,13 +67,13 @@ def train_and_evaluate(
 ) -> dict:
     """Train and evaluate as `config` specifies, write the results to `output`, and return the summary."""
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
 
+    # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
-    train = _read(config, config.train, vocabulary)
+    train = _read(config, config.train, vocabulary, "training")
     vocabulary.freeze()
-    validation = _read(config, config.validation, vocabulary) if config.validation else None
-    test = _read(config, config.test, vocabulary)
+    validation = _read(config, config.validation, vocabulary, "validation") if config.validation else None
+    test = _read(config, config.test, vocabulary, "test")
 
     model = MODELS[config.model](
         positions=config.positions,
@@ -85,8 +88,6 @@ def train_and_evaluate(
         seed=config.seed,
         on_epoch=progress,
     )
-    if validation is None:
-        logger.warning("no validation data: training for %d epochs without early stopping", config.epochs)
     fit = trainer.fit(model, train, validation)
     metrics = trainer.evaluate(model, test)
 
@@ -106,7 +107,6 @@ def train_and_evaluate(
         "oov_test_pairs": oov_pairs,
         "oov_test_pair_rate": oov_pairs / total_results if total_results else 0.0,
         "parameters": model.parameter_summary(),
-        "test": metrics.to_dict(),
         "history": [asdict(record) for record in fit.history],
         "reader_stats": {
             "train": train.stats,
@@ -120,6 +120,7 @@ def train_and_evaluate(
             "python": platform.python_version(),
         },
     }
+    output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     (output / "parameters.json").write_text(json.dumps(summary["parameters"], indent=2) + "\n")
     save_model(
@@ -134,9 +135,15 @@ def train_and_evaluate(
     return summary
 
 
-def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary) -> ClickLog:
+def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str) -> ClickLog:
     started = time.perf_counter()
     log = ClickLog.read(config.format, paths, vocabulary, positions=config.positions, on_error=config.on_error)
+    if log.num_sessions == 0:
+        stats = ", ".join(f"{name} {count}" for name, count in log.stats.items() if count)
+        raise ValueError(
+            f"the {role} log has no sessions: {', '.join(paths)} (reader counts: {stats or 'none'}); "
+            f"check the file and --format {config.format}"
+        )
     logger.info(
         "read %d sessions from %d file(s) in %.2f s", log.num_sessions, len(paths), time.perf_counter() - started
     )
