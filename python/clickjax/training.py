@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -35,6 +36,9 @@ logger = logging.getLogger(__name__)
 # Adam at this rate converges on per-pair logits within a few dozen epochs on logs of tens of
 # thousands of sessions; the generic 1e-3 of deep learning needs hundreds.
 DEFAULT_LEARNING_RATE = 0.05
+
+# One training result in a hundred trains the out-of-vocabulary parameter (see `Trainer`).
+DEFAULT_OOV_RATE = 0.01
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,13 @@ class Trainer:
       batch_size: sessions per step; every step has this shape, the last batch is padded.
       patience: epochs without a better validation log-likelihood before training stops.
       min_delta: smallest gain in validation log-likelihood that counts as better.
-      seed: seed of the shuffling; the same data and seed give the same parameters.
+      oov_rate: fraction of training results whose query-document pair is replaced by the
+        out-of-vocabulary id 1 at each step. A vocabulary built from the training log gives every
+        training pair its own id, so without this the out-of-vocabulary parameter, which test pairs
+        unseen in training use, would never be trained. With it, that parameter learns the
+        attraction of an average result. 0 turns it off.
+      seed: seed of the shuffling and of the out-of-vocabulary draws; the same data and seed give
+        the same parameters.
       on_epoch: called with each `EpochRecord` as it completes (the CLI prints progress with it).
     """
 
@@ -90,6 +100,7 @@ class Trainer:
         batch_size: int = 1024,
         patience: int = 3,
         min_delta: float = 1e-5,
+        oov_rate: float = DEFAULT_OOV_RATE,
         seed: int = 0,
         on_epoch: Callable[[EpochRecord], None] | None = None,
     ):
@@ -99,11 +110,14 @@ class Trainer:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if patience < 1:
             raise ValueError(f"patience must be at least 1, got {patience}")
+        if not 0.0 <= oov_rate < 1.0:
+            raise ValueError(f"oov_rate must be in [0, 1), got {oov_rate}")
         self.optimizer = optimizer if optimizer is not None else optax.adam(learning_rate)
         self.epochs = epochs
         self.batch_size = batch_size
         self.patience = patience
         self.min_delta = min_delta
+        self.oov_rate = oov_rate
         self.seed = seed
         self.on_epoch = on_epoch
 
@@ -165,19 +179,30 @@ class Trainer:
     def _run_epoch(self, model, optimizer, train: ClickLog, epoch: int) -> float:
         total_loss = 0.0
         total_weight = 0.0
-        for batch in train.batches(self.batch_size, shuffle=True, seed=self.seed * 100_003 + epoch):
-            loss, weight = _train_step(model, optimizer, batch)
+        epoch_key = jax.random.fold_in(jax.random.key(self.seed), epoch)
+        batches = train.batches(self.batch_size, shuffle=True, seed=self.seed * 100_003 + epoch)
+        for step, batch in enumerate(batches):
+            oov_key = jax.random.fold_in(epoch_key, step)
+            loss, weight = _train_step(model, optimizer, batch, oov_key, self.oov_rate)
             total_loss += float(loss) * float(weight)
             total_weight += float(weight)
         return total_loss / max(total_weight, 1.0)
 
 
 @nnx.jit
-def _train_step(model, optimizer, batch):
+def _train_step(model, optimizer, batch, oov_key, oov_rate):
+    batch = _replace_with_oov(batch, oov_key, oov_rate)
     loss, grads = nnx.value_and_grad(lambda m: m.loss(batch))(model)
     optimizer.update(model, grads)
     results = (batch["weight"][:, None] * batch["mask"]).sum()
     return loss, results
+
+
+def _replace_with_oov(batch, key, rate):
+    """Replace the pair id of a random `rate` fraction of real results by the out-of-vocabulary id 1."""
+    real = batch["mask"] == 1
+    replaced = jax.random.bernoulli(key, rate, real.shape) & real
+    return {**batch, "query_doc_id": jnp.where(replaced, 1, batch["query_doc_id"])}
 
 
 def _copy_state(model: nnx.Module):
