@@ -16,15 +16,30 @@ import optax
 import pytest
 from flax import nnx
 
+from clickjax.models import CCM
+from clickjax.models import CM
 from clickjax.models import DBN
+from clickjax.models import DCM
+from clickjax.models import DCTR
+from clickjax.models import GCTR
 from clickjax.models import MODELS
 from clickjax.models import PBM
+from clickjax.models import RCTR
+from clickjax.models import SDBN
 from clickjax.models import UBM
+from clickjax.models import CascadeModel
+from clickjax.models import ClickChainModel
 from clickjax.models import ClickModel
+from clickjax.models import DependentClickModel
+from clickjax.models import DocumentClickThroughRateModel
 from clickjax.models import DynamicBayesianNetwork
+from clickjax.models import GlobalClickThroughRateModel
 from clickjax.models import PositionBasedModel
+from clickjax.models import RankClickThroughRateModel
+from clickjax.models import SimplifiedDynamicBayesianNetwork
 from clickjax.models import UserBrowsingModel
 from clickjax.numerics import bernoulli_log_likelihood
+from clickjax.numerics import exclusive_cumsum
 from clickjax.numerics import log1mexp
 from clickjax.numerics import log_complement_of_product
 from clickjax.parameters import EmbeddingLogits
@@ -100,10 +115,23 @@ def build(model_class, positions, dtype=jnp.float32):
 
 
 def test_registry_names_models():
-    assert MODELS == {"pbm": PositionBasedModel, "ubm": UserBrowsingModel, "dbn": DynamicBayesianNetwork}
+    assert MODELS == {
+        "gctr": GlobalClickThroughRateModel,
+        "rctr": RankClickThroughRateModel,
+        "dctr": DocumentClickThroughRateModel,
+        "pbm": PositionBasedModel,
+        "cm": CascadeModel,
+        "ubm": UserBrowsingModel,
+        "dcm": DependentClickModel,
+        "ccm": ClickChainModel,
+        "dbn": DynamicBayesianNetwork,
+        "sdbn": SimplifiedDynamicBayesianNetwork,
+    }
     assert PBM is PositionBasedModel
     assert UBM is UserBrowsingModel
     assert DBN is DynamicBayesianNetwork
+    assert (GCTR, RCTR, DCTR) == (GlobalClickThroughRateModel, RankClickThroughRateModel, DocumentClickThroughRateModel)
+    assert (CM, DCM, CCM, SDBN) == (CascadeModel, DependentClickModel, ClickChainModel, SimplifiedDynamicBayesianNetwork)
 
 
 @pytest.mark.parametrize("model_class", MODEL_CLASSES)
@@ -603,6 +631,19 @@ def test_log_complement_of_product_near_one():
     # 1 - a b with a = b = 1 - 1e-7 is 2e-7 - 1e-14, but float32 1 - a * b gives about 2.4e-7.
     value = log_complement_of_product(jnp.float32(-EXTREME_LOGIT), jnp.float32(-EXTREME_LOGIT))
     assert float(value) == pytest.approx(math.log(2e-7 - 1e-14), rel=1e-5)
+
+
+def test_exclusive_cumsum_sums_entries_before_each_slot():
+    x = jnp.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    np.testing.assert_array_equal(exclusive_cumsum(x), [[0.0, 1.0, 3.0], [0.0, 4.0, 9.0]])
+    np.testing.assert_array_equal(exclusive_cumsum(x, axis=0), [[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(exclusive_cumsum(jnp.array([[1, 0, 1]], jnp.int32)), [[0, 1, 1]])
+
+
+def test_exclusive_cumsum_keeps_minus_infinity_exact():
+    # A log-probability of 0 at slot 2 makes every later slot -inf, and leaves slots 1 and 2 alone.
+    x = jnp.array([[-0.5, -jnp.inf, -1.0, -2.0]])
+    np.testing.assert_array_equal(exclusive_cumsum(x), [[0.0, -0.5, -jnp.inf, -jnp.inf]])
 
 
 # ------------------------------------------------------------------ parameter recovery

@@ -18,7 +18,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["bernoulli_log_likelihood", "log1mexp", "log_complement_of_product"]
+__all__ = ["bernoulli_log_likelihood", "exclusive_cumsum", "log1mexp", "log_complement_of_product"]
 
 _LOG_HALF = -math.log(2.0)
 
@@ -105,3 +105,23 @@ def bernoulli_log_likelihood(
     if log_complement is None:
         log_complement = log1mexp(log_prob)
     return jnp.where(clicked, log_prob, log_complement)
+
+
+def exclusive_cumsum(x: jax.Array, axis: int = 1) -> jax.Array:
+    """Sum, for each slot, the entries strictly before it along `axis`, so the first slot gets 0.
+
+    In log space this turns per-slot factors into the probability of everything above a slot,
+    such as log P(no click above slot k) from the log-probabilities of a skip at each slot.
+
+    Args:
+      x: an array, usually `[batch, positions]`.
+      axis: the axis to sum along.
+
+    Returns:
+      An array of the shape and dtype of `x`.
+    """
+    # Shifting the inclusive sum by one slot, rather than subtracting x from it, stays exact
+    # when an entry is -inf (a log-probability of 0).
+    total = jnp.moveaxis(jnp.cumsum(jnp.asarray(x), axis=axis), axis, -1)
+    shifted = jnp.concatenate([jnp.zeros_like(total[..., :1]), total[..., :-1]], axis=-1)
+    return jnp.moveaxis(shifted, -1, axis)

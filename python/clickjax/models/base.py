@@ -12,12 +12,14 @@ contract, each `[batch, positions]` except `weight` `[batch]`) every model compu
   log-probability of the session's click vector.
 - `loss`: the mean negative log-likelihood per real result, weighted by `weight`.
 - `relevance`: the model's relevance estimate of each query-document pair.
+- `sample`: clicks and hidden states (examination, attraction, satisfaction) drawn from the
+  model for the rankings of a batch, for simulation.
 
 Padding slots (`mask == 0`) sit at the end of a row and never change a value at a real slot.
 The recursions also skip a masked slot in the middle of a row, which then acts like an absent
 result.
 
-Subclasses implement `_log_click_probs`, `_conditional_log_probs`, `_relevance` and
+Subclasses implement `_log_click_probs`, `_conditional_log_probs`, `_relevance`, `_sample` and
 `parameter_summary`. The public methods check the batch first, using shapes and dtypes only,
 so they also work inside `jax.jit` and `nnx.jit`.
 """
@@ -29,7 +31,7 @@ from flax import nnx
 
 from clickjax.numerics import bernoulli_log_likelihood
 
-__all__ = ["ClickModel"]
+__all__ = ["ClickModel", "draw_bernoulli"]
 
 # Columns of shape [batch, positions] that contain integer ids or ranks.
 _ID_COLUMNS = ("query_doc_id", "doc_id", "query_doc_hash", "position")
@@ -45,6 +47,19 @@ def _shape_and_dtype(value) -> tuple[tuple[int, ...], np.dtype]:
 
 def _format_shape(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(size) for size in shape) + "]"
+
+
+def draw_bernoulli(key: jax.Array, logits: jax.Array) -> jax.Array:
+    """Draw independent Bernoulli variables with success probability `sigmoid(logits)`.
+
+    Args:
+      key: a JAX random key.
+      logits: logits of any shape.
+
+    Returns:
+      A bool array of the shape of `logits`.
+    """
+    return jax.random.bernoulli(key, jax.nn.sigmoid(logits))
 
 
 class ClickModel(nnx.Module):
@@ -166,6 +181,31 @@ class ClickModel(nnx.Module):
         self._check_batch(batch, needs_click=False, limit_width=False)
         return self._relevance(batch)
 
+    def sample(self, batch: dict, rngs: nnx.Rngs) -> dict[str, jax.Array]:
+        """Draw clicks and hidden states from the model for the rankings in `batch`.
+
+        Each row is one session on the ranking given by the id columns, `position` and `mask`.
+        The `click` column of the batch, if present, is ignored. The random key comes from
+        `rngs.sample()`, so a stream named "sample" is used when `rngs` has one and the
+        default stream otherwise.
+
+        Args:
+          batch: a batch dict with `mask` and the id columns the model uses, each
+            `[batch, positions]`.
+          rngs: random streams.
+
+        Returns:
+          A dict of `[batch, positions]` uint8 arrays, 0 where `mask == 0`: `click`, and the
+          hidden states of the model among `examination`, `attraction` and `satisfaction`.
+          The model's docstring lists which ones it returns and what they mean.
+
+        Raises:
+          ValueError: if a column has the wrong shape or dtype.
+        """
+        self._check_batch(batch, needs_click=False)
+        states = self._sample(batch, rngs.sample())
+        return _masked_uint8(states, batch["mask"])
+
     def parameter_summary(self) -> dict:
         """Return the model's global and per-rank parameters as probabilities, ready for JSON."""
         raise NotImplementedError(f"{type(self).__name__} does not implement parameter_summary")
@@ -187,6 +227,14 @@ class ClickModel(nnx.Module):
     def _relevance(self, batch: dict) -> jax.Array:
         """Compute `[batch, positions]` relevance estimates from a batch that passed the checks."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _relevance")
+
+    def _sample(self, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
+        """Draw `[batch, positions]` bool clicks and hidden states from a batch that passed the checks.
+
+        The values at masked slots are replaced by 0 afterwards, but a masked slot must not
+        change the draws at real slots.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement _sample")
 
     # ---------------------------------------------------------------- shared steps
 
@@ -242,6 +290,12 @@ class ClickModel(nnx.Module):
                 )
             if dtype.kind != "f":
                 raise ValueError(f"weight has dtype {dtype}, expected float32")
+
+
+def _masked_uint8(states: dict[str, jax.Array], mask) -> dict[str, jax.Array]:
+    """Set every state to 0 where `mask == 0` and convert it to uint8."""
+    real = jnp.asarray(mask).astype(bool)
+    return {name: (jnp.asarray(value).astype(bool) & real).astype(jnp.uint8) for name, value in states.items()}
 
 
 def _check_integer_dtype(name: str, dtype: np.dtype) -> None:

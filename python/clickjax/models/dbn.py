@@ -1,4 +1,4 @@
-"""The dynamic Bayesian network model (DBN): a top-down scan that ends when a click satisfies the user.
+"""The dynamic Bayesian network model (DBN) and its simplified form (SDBN): a scan that ends when a click satisfies.
 
 Assumptions: the user examines slot 1, then walks down the page. An examined result is clicked
 with probability alpha_qd (attraction). A click satisfies the user with probability sigma_qd
@@ -17,8 +17,11 @@ probability follows
     after a click:  eps_{k+1} = gamma * (1 - sigma_k),
     after a skip:   eps_{k+1} = gamma * (1 - alpha_k) * eps_k / (1 - alpha_k * eps_k),
 
-which a scan over the slots computes, carrying both log eps and log(1 - eps) so that neither
-needs a subtraction.
+which a scan over the slots computes. `ContinuationModel` contains the scan that DBN shares
+with SDBN, DCM and CCM.
+
+The simplified DBN (SDBN) fixes gamma at 1: the user leaves only when satisfied, so a session's
+last click is the only one that can satisfy. The formulas above hold with gamma = 1.
 
 Example:
 
@@ -34,52 +37,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from clickjax.models.base import ClickModel
-from clickjax.numerics import log_complement_of_product
+from clickjax.models.base import draw_bernoulli
+from clickjax.models.continuation import ContinuationLogProbs, ContinuationModel
 from clickjax.parameters import EmbeddingLogits, GlobalLogit, RankLogits
 
-__all__ = ["DBN", "DynamicBayesianNetwork"]
+__all__ = ["DBN", "SDBN", "DynamicBayesianNetwork", "SimplifiedDynamicBayesianNetwork"]
 
 
-def _posterior_examination_step(state: tuple, inputs: tuple) -> tuple[tuple, tuple]:
-    """Compute log P(c_k = 1 | c_<k) and log P(c_k = 0 | c_<k), and advance eps past slot k given c_k.
-
-    `state` is `(log eps_k, log(1 - eps_k))`, each `[batch]`. The step is a module-level
-    function so that eager calls reuse the compiled scan.
-    """
-    log_eps, log_not_eps = state
-    alpha_logit, sigma_logit, gamma_logit, clicked_k, mask_k = inputs
-    log_alpha = jax.nn.log_sigmoid(alpha_logit)
-    log_not_alpha = jax.nn.log_sigmoid(-alpha_logit)
-    log_gamma = jax.nn.log_sigmoid(gamma_logit)
-    log_not_gamma = jax.nn.log_sigmoid(-gamma_logit)
-
-    # P(c_k = 1 | c_<k) = alpha eps and P(c_k = 0 | c_<k) = (1 - alpha) + alpha (1 - eps).
-    log_click = log_alpha + log_eps
-    log_skip = jnp.logaddexp(log_not_alpha, log_alpha + log_not_eps)
-
-    # After a click: eps' = gamma (1 - sigma), 1 - eps' = (1 - gamma) + gamma sigma.
-    log_eps_after_click = log_gamma + jax.nn.log_sigmoid(-sigma_logit)
-    log_not_eps_after_click = jnp.logaddexp(log_not_gamma, log_gamma + jax.nn.log_sigmoid(sigma_logit))
-
-    # After a skip: eps' = gamma (1 - alpha) eps / (1 - alpha eps), and
-    # 1 - eps' = ((1 - eps) + eps (1 - alpha) (1 - gamma)) / (1 - alpha eps).
-    log_eps_after_skip = log_gamma + log_not_alpha + log_eps - log_skip
-    log_not_eps_after_skip = (
-        jnp.logaddexp(log_not_eps, log_eps + log_not_alpha + log_not_gamma) - log_skip
-    )
-
-    next_log_eps = jnp.where(clicked_k, log_eps_after_click, log_eps_after_skip)
-    next_log_not_eps = jnp.where(clicked_k, log_not_eps_after_click, log_not_eps_after_skip)
-    next_state = (
-        jnp.where(mask_k, next_log_eps, log_eps),
-        jnp.where(mask_k, next_log_not_eps, log_not_eps),
-    )
-    return next_state, (log_click, log_skip)
-
-
-class DynamicBayesianNetwork(ClickModel):
+class DynamicBayesianNetwork(ContinuationModel):
     """The dynamic Bayesian network model: attraction and satisfaction per pair, global continuation.
+
+    `sample` returns `click`, `examination`, `attraction` (drawn at every real slot) and
+    `satisfaction` (1 where a click satisfied the user, 0 elsewhere).
 
     Args:
       positions: the page length.
@@ -94,6 +63,9 @@ class DynamicBayesianNetwork(ClickModel):
       continuation: a module `batch -> [batch, positions]` whose value at slot k is the logit of
         going on from slot k to slot k + 1. It replaces the default `GlobalLogit`.
     """
+
+    # SDBN sets this to True: then gamma is 1 and the model has no continuation module.
+    _continuation_is_one = False
 
     def __init__(
         self,
@@ -111,44 +83,40 @@ class DynamicBayesianNetwork(ClickModel):
             attraction = EmbeddingLogits(query_doc_pairs, param_dtype=param_dtype)
         if satisfaction is None:
             satisfaction = EmbeddingLogits(query_doc_pairs, param_dtype=param_dtype)
-        if continuation is None:
+        if continuation is None and not self._continuation_is_one:
             continuation = GlobalLogit(param_dtype=param_dtype)
         self.attraction = attraction
         self.satisfaction = satisfaction
         self.continuation = continuation
 
-    def _log_click_probs(self, batch: dict) -> jax.Array:
-        mask = jnp.asarray(batch["mask"]).astype(bool)
-        attraction = self.attraction(batch)
+    def _continuation_log_probs(self, batch: dict) -> ContinuationLogProbs:
         satisfaction = self.satisfaction(batch)
+        log_satisfied = jax.nn.log_sigmoid(satisfaction)
+        log_not_satisfied = jax.nn.log_sigmoid(-satisfaction)
+        if self.continuation is None:
+            return ContinuationLogProbs(after_click=log_not_satisfied, stop_after_click=log_satisfied)
+
+        # g^click = gamma (1 - sigma), and 1 - g^click = (1 - gamma) + gamma sigma.
         continuation = self.continuation(batch)
-
-        # log eps_{k+1} - log eps_k = log gamma + log(1 - alpha_k sigma_k). A padding slot
-        # contributes 0, so it changes no later slot.
-        log_step = jax.nn.log_sigmoid(continuation) + log_complement_of_product(attraction, satisfaction)
-        log_step = jnp.where(mask, log_step, 0.0)
-        log_examination = jnp.cumsum(log_step, axis=1)
-        log_examination = jnp.concatenate(
-            [jnp.zeros_like(log_examination[:, :1]), log_examination[:, :-1]], axis=1
+        log_gamma = jax.nn.log_sigmoid(continuation)
+        log_not_gamma = jax.nn.log_sigmoid(-continuation)
+        return ContinuationLogProbs(
+            after_click=log_gamma + log_not_satisfied,
+            stop_after_click=jnp.logaddexp(log_not_gamma, log_gamma + log_satisfied),
+            after_skip=log_gamma,
+            stop_after_skip=log_not_gamma,
         )
-        return jax.nn.log_sigmoid(attraction) + log_examination
 
-    def _conditional_log_probs(self, batch: dict) -> tuple[jax.Array, jax.Array]:
-        mask = jnp.asarray(batch["mask"]).astype(bool)
-        clicked = jnp.asarray(batch["click"]).astype(bool)
-        attraction = self.attraction(batch)
-        satisfaction = self.satisfaction(batch)
-        continuation = self.continuation(batch)
-
-        # Slot 1 is examined with certainty: eps_1 = 1, so log(1 - eps_1) = -inf.
-        batch_size = attraction.shape[0]
-        initial = (
-            jnp.zeros((batch_size,), attraction.dtype),
-            jnp.full((batch_size,), -jnp.inf, attraction.dtype),
-        )
-        inputs = (attraction.T, satisfaction.T, continuation.T, clicked.T, mask.T)
-        _, (log_click, log_skip) = jax.lax.scan(_posterior_examination_step, initial, inputs)
-        return log_click.T, log_skip.T
+    def _draw_continuation(self, batch: dict, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        # A click satisfies with sigma, and an unsatisfied user goes on with gamma whether or
+        # not they clicked.
+        key_satisfaction, key_continuation = jax.random.split(key)
+        satisfied = draw_bernoulli(key_satisfaction, self.satisfaction(batch))
+        if self.continuation is None:
+            goes_on = jnp.ones_like(satisfied)
+        else:
+            goes_on = draw_bernoulli(key_continuation, self.continuation(batch))
+        return goes_on & ~satisfied, goes_on, satisfied
 
     def _relevance(self, batch: dict) -> jax.Array:
         log_relevance = jax.nn.log_sigmoid(self.attraction(batch)) + jax.nn.log_sigmoid(self.satisfaction(batch))
@@ -158,12 +126,14 @@ class DynamicBayesianNetwork(ClickModel):
         """Return the continuation probability gamma.
 
         Returns:
-          `{"continuation": gamma}` with the default `GlobalLogit`, or
+          `{"continuation": gamma}` with the default `GlobalLogit` (1.0 for SDBN), or
           `{"continuation": [gamma_1, ..., gamma_positions]}` with a `RankLogits` continuation.
 
         Raises:
           NotImplementedError: if the continuation module is neither of those two.
         """
+        if self.continuation is None:
+            return {"continuation": 1.0}
         if isinstance(self.continuation, GlobalLogit):
             return {"continuation": float(jax.nn.sigmoid(self.continuation.logit[...]))}
         if isinstance(self.continuation, RankLogits):
@@ -175,4 +145,45 @@ class DynamicBayesianNetwork(ClickModel):
         )
 
 
+class SimplifiedDynamicBayesianNetwork(DynamicBayesianNetwork):
+    """The simplified DBN: DBN with continuation gamma fixed at 1, attraction and satisfaction per pair.
+
+    The user goes on after every skip and after every click that does not satisfy. `sample`
+    returns the same states as DBN.
+
+    Args:
+      positions: the page length.
+      query_doc_pairs: rows of the attraction and satisfaction tables, the number of real
+        query-document pairs plus 2 (row 0 is padding, row 1 out of vocabulary).
+      rngs: random streams. The default parameters start at logit 0 and draw nothing, but the
+        argument keeps one constructor signature across models whose parameters are random.
+      param_dtype: dtype of the parameters.
+      attraction: a module `batch -> [batch, positions]` attraction logits that replaces the
+        default `EmbeddingLogits` over `query_doc_id`.
+      satisfaction: likewise for the satisfaction logits.
+    """
+
+    _continuation_is_one = True
+
+    def __init__(
+        self,
+        positions: int,
+        query_doc_pairs: int,
+        *,
+        rngs: nnx.Rngs | None = None,
+        param_dtype: jnp.dtype = jnp.float32,
+        attraction: nnx.Module | None = None,
+        satisfaction: nnx.Module | None = None,
+    ):
+        super().__init__(
+            positions,
+            query_doc_pairs,
+            rngs=rngs,
+            param_dtype=param_dtype,
+            attraction=attraction,
+            satisfaction=satisfaction,
+        )
+
+
 DBN = DynamicBayesianNetwork
+SDBN = SimplifiedDynamicBayesianNetwork

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from clickjax.models.base import ClickModel
+from clickjax.models.base import ClickModel, draw_bernoulli
 from clickjax.numerics import log_complement_of_product
 from clickjax.parameters import EmbeddingLogits, RankLogits
 
@@ -40,6 +40,9 @@ __all__ = ["PBM", "PositionBasedModel"]
 
 class PositionBasedModel(ClickModel):
     """The position-based model: examination theta per rank times attraction alpha per pair.
+
+    `sample` returns `click`, `examination` and `attraction`, drawn independently at every
+    real slot, with `click = examination * attraction`.
 
     Args:
       positions: the page length, so examination has one parameter per rank 1..positions.
@@ -84,6 +87,13 @@ class PositionBasedModel(ClickModel):
         log_click = jax.nn.log_sigmoid(examination) + jax.nn.log_sigmoid(attraction)
         log_skip = log_complement_of_product(examination, attraction)
         return log_click, log_skip
+
+    def _sample(self, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
+        key_examination, key_attraction = jax.random.split(key)
+        examination, attraction = self._logits(batch)
+        examination = draw_bernoulli(key_examination, examination)
+        attraction = draw_bernoulli(key_attraction, attraction)
+        return {"click": examination & attraction, "examination": examination, "attraction": attraction}
 
     def _relevance(self, batch: dict) -> jax.Array:
         return jax.nn.sigmoid(self.attraction(batch))

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from clickjax.models.base import ClickModel
+from clickjax.models.base import ClickModel, draw_bernoulli
 from clickjax.numerics import log_complement_of_product
 from clickjax.parameters import EmbeddingLogits
 
@@ -64,12 +64,29 @@ def _marginal_click_step(log_last_click: jax.Array, inputs: tuple) -> tuple[jax.
     return log_last_click, log_click
 
 
+def _sample_step(last_click_slot: jax.Array, inputs: tuple) -> tuple[jax.Array, tuple]:
+    """Draw examination and click at slot k given the slot of the last click above it.
+
+    `last_click_slot` is `[batch]` int, the 1-based slot of the last click so far (0 if none),
+    which is also the column of `examination_k`, the `[batch, positions + 1]` logits of
+    theta(r_k, rank of that slot).
+    """
+    examination_k, uniform_k, attraction_k, mask_k, slot = inputs
+    logit = jnp.take_along_axis(examination_k, last_click_slot[:, None], axis=1)[:, 0]
+    examined = (uniform_k < jax.nn.sigmoid(logit)) & mask_k
+    click = examined & attraction_k
+    return jnp.where(click, slot, last_click_slot), (examined, click)
+
+
 class UserBrowsingModel(ClickModel):
     """The user browsing model: examination theta(rank, previous click rank) times attraction alpha.
 
     Examination logits sit in a `[positions + 1, positions + 1]` table indexed by the rank r of
     the slot and the rank r' of the previous click (column 0 = no previous click). Only the
     entries with r' < r affect the probabilities, and row 0 belongs to padding slots.
+
+    `sample` returns `click`, `examination` and `attraction` (drawn at every real slot). A scan
+    over the slots draws examination given the rank of the last click drawn above.
 
     Args:
       positions: the page length.
@@ -119,16 +136,21 @@ class UserBrowsingModel(ClickModel):
         previous_rank = jnp.where(previous_rank < 0, outside, previous_rank)
         return self.examination[...].at[rank, previous_rank].get(mode="fill", fill_value=jnp.nan)
 
+    def _examination_logits_by_slot(self, position: jax.Array) -> jax.Array:
+        """Return `[batch, positions, positions + 1]` logits of theta(rank of slot k, rank of slot j).
+
+        Column j = 0 means no previous click and column j >= 1 is slot j (1-based).
+        """
+        batch_size = position.shape[0]
+        previous_rank = jnp.concatenate([jnp.zeros((batch_size, 1), position.dtype), position], axis=1)
+        return self._examination_logits(position[:, :, None], previous_rank[:, None, :])
+
     def _log_click_probs(self, batch: dict) -> jax.Array:
         position = self._positions_of(batch)
         mask = jnp.asarray(batch["mask"]).astype(bool)
         attraction = self.attraction(batch)
         batch_size, slots = position.shape
-
-        # examination[b, k, j]: logit of theta(rank of slot k, rank of slot j), where column
-        # j = 0 means no previous click and column j >= 1 is slot j (1-based).
-        previous_rank = jnp.concatenate([jnp.zeros((batch_size, 1), position.dtype), position], axis=1)
-        examination = self._examination_logits(position[:, :, None], previous_rank[:, None, :])
+        examination = self._examination_logits_by_slot(position)
 
         log_examination = jax.nn.log_sigmoid(examination)
         log_attraction = jax.nn.log_sigmoid(attraction)
@@ -169,6 +191,25 @@ class UserBrowsingModel(ClickModel):
         log_click = jax.nn.log_sigmoid(examination) + jax.nn.log_sigmoid(attraction)
         log_skip = log_complement_of_product(examination, attraction)
         return log_click, log_skip
+
+    def _sample(self, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
+        position = self._positions_of(batch)
+        mask = jnp.asarray(batch["mask"]).astype(bool)
+        batch_size, slots = position.shape
+        key_examination, key_attraction = jax.random.split(key)
+
+        attraction = draw_bernoulli(key_attraction, self.attraction(batch)) & mask
+        uniform = jax.random.uniform(key_examination, (batch_size, slots), self.examination[...].dtype)
+        inputs = (
+            jnp.swapaxes(self._examination_logits_by_slot(position), 0, 1),
+            uniform.T,
+            attraction.T,
+            mask.T,
+            jnp.arange(1, slots + 1, dtype=jnp.int32),
+        )
+        initial = jnp.zeros((batch_size,), jnp.int32)
+        _, (examination, click) = jax.lax.scan(_sample_step, initial, inputs)
+        return {"click": click.T, "examination": examination.T, "attraction": attraction}
 
     def _relevance(self, batch: dict) -> jax.Array:
         return jax.nn.sigmoid(self.attraction(batch))
