@@ -74,7 +74,7 @@ def test_batches_shuffle_depends_on_seed():
 
 
 def test_read_batches_rejects_unknown_format(tmp_path):
-    with pytest.raises(ValueError, match="baidu, wscd"):
+    with pytest.raises(ValueError, match="baidu, baidu-annotation, yandex, wscd, clickmodels"):
         read_batches("csv", [tmp_path / "x"], Vocabulary())
 
 

@@ -425,7 +425,7 @@ def test_directory_is_os_error(tmp_path):
 @pytest.mark.parametrize(
     ("options", "names"),
     [
-        ({"format": "yandex"}, ["format", "yandex", "baidu", "wscd"]),
+        ({"format": "csv"}, ["format", "csv", "baidu", "wscd", "yandex", "clickmodels", "baidu-annotation"]),
         ({"positions": 0}, ["positions", "0", "1 to 1000"]),
         ({"batch_size": -3}, ["batch_size", "-3", "1 to"]),
         ({"on_error": "ignore"}, ["on_error", "ignore", "strict", "skip"]),

@@ -1,4 +1,4 @@
-"""Click-log readers written in Rust: raw Baidu-ULTR and WSCD files to padded Arrow batches.
+"""Click-log readers written in Rust: raw Baidu-ULTR, Yandex, WSCD and ClickModels logs to Arrow batches.
 
 `BatchReader` parses log files, plain or gzip-compressed (detected by the magic bytes, every member
 of a multi-member file read), and yields one `pyarrow.RecordBatch` per `batch_size` sessions. Each
@@ -14,6 +14,11 @@ row is one search session padded to P = `positions` result slots:
 | `click`          | `[batch, positions]`  | uint8   | 1 = clicked                             |
 | `mask`           | `[batch, positions]`  | uint8   | 1 = a real result                       |
 | `weight`         | `[batch]`             | float32 | 1.0 for every row                       |
+
+Extra `[batch, positions]` columns follow: the Baidu behaviour columns chosen with `behaviour` and
+the `label` of annotation files (int32). Behaviour columns are float32 with NaN where the log has
+`-`, except `multimedia_type`, which is int32 with -1 for `-`. Padding slots of extra columns
+contain NaN or -1.
 
 The `[batch, positions]` columns are FixedSizeList arrays without validity bitmaps, in buffers
 aligned to 64 bytes, so `column.flatten().to_numpy().reshape(batch, positions)` is a view, not a
@@ -48,8 +53,13 @@ class ParseError(ClickjaxError):
     Attributes:
         path: The file that contains the malformed line.
         lineno: Physical 1-based line number in the decompressed text, blank lines included.
-        field: The invalid field: `"line"`, `"pos"`, `"url_md5"` or `"click"` (Baidu), or
-            `"query_key"`, `"urls"` or `"clicks"` (WSCD).
+        field: The invalid field. It is `"line"` for a line with the wrong field count or out of
+            place, and otherwise the field's name. Baidu: `"pos"`, `"url_md5"`, `"click"`,
+            `"query"`, `"title"`, `"abstract"` or a behaviour column. Annotation files:
+            `"label"`, `"frequency_bucket"`. Yandex: `"session_id"`, `"time_passed"`,
+            `"action_type"`, `"query_id"`, `"region_id"`, `"url_id"`. WSCD: `"query_key"`,
+            `"urls"`, `"clicks"`. ClickModels: `"query"`, `"region"`, `"intent_weight"`,
+            `"urls"`, `"layout"`, `"clicks"`.
         text: The offending text, cut to 80 characters (then followed by "...").
     """
 
@@ -78,8 +88,11 @@ class Vocabulary:
     """Dense int32 ids of queries, documents and query-document pairs, shared by readers.
 
     Keys are 64-bit xxh3 fingerprints that are stable across runs and files. Baidu queries are
-    keyed by their token field (never the qid, which repeats) and documents by URL MD5. WSCD
-    queries are keyed by the query key (query id and region) and documents by URL id.
+    keyed by their token field (never the qid, which repeats) and documents by URL MD5, or by
+    title and abstract tokens with `document_key="text"` (always for annotation files). Yandex
+    queries are keyed by `QUERYID_REGIONID` (or `QUERYID`) and WSCD queries by the query key
+    (query id and region), documents by URL id. ClickModels queries are keyed by query text and
+    region, documents by URL.
     """
 
     def __init__(self) -> None:
@@ -115,9 +128,10 @@ class BatchReader:
 
     Session rules: results at a position greater than `positions` are dropped and counted. Baidu
     results with missing content (title `21429`) are dropped but keep their position, and
-    "people also searched for" pseudo-results are dropped without taking one. WSCD clicks on a
-    result count once, and clicks on URLs not in the list are ignored. Sessions left without
-    results yield no row.
+    "people also searched for" pseudo-results are dropped without taking one. Repeated clicks on
+    a result count once, and clicks on URLs not in the list are ignored. Sessions left with fewer
+    than `min_results` results, without clicks (if requested) or of a query with fewer than
+    `min_sessions_per_query` sessions yield no row. Every decision is counted in `stats`.
 
     Example:
 
@@ -133,30 +147,55 @@ class BatchReader:
         paths: Sequence[str | os.PathLike[str]],
         vocabulary: Vocabulary,
         *,
-        positions: int = 10,
+        positions: int | None = 10,
         batch_size: int = 1024,
         on_error: str = "strict",
         drop_sessions_without_clicks: bool = False,
+        min_results: int = 1,
+        min_sessions_per_query: int = 1,
+        behaviour: Sequence[str] | None = None,
+        document_key: str | None = None,
+        query_key: str | None = None,
     ) -> None:
         """Create a reader; files are opened only when their turn comes.
 
         Args:
-            format: Log format, `"baidu"` (Baidu-ULTR raw training sessions) or `"wscd"` (the
-                WSCD sample format of PyClick's examples).
+            format: Log format: `"baidu"` (Baidu-ULTR raw training sessions),
+                `"baidu-annotation"` (Baidu-ULTR annotation and WSDM Cup test files), `"yandex"`
+                (Yandex Relevance Prediction Challenge log), `"wscd"` (the WSCD sample format of
+                PyClick's examples) or `"clickmodels"` (ClickModels TSV, list or object variant).
             paths: Files to read in this order, plain or gzip-compressed.
             vocabulary: Maps keys to dense ids. An open vocabulary adds new keys; a frozen one
                 maps them to 1.
-            positions: Result slots per row, P, from 1 to 1000.
+            positions: Result slots per row, P, from 1 to 1000. None pads to the longest session
+                of the input, which a first pass over every file measures.
             batch_size: Rows per batch, from 1 to 16,777,216. The last batch may have fewer.
             on_error: `"strict"` raises on the first malformed session and on a corrupt gzip
                 file. `"skip"` drops and counts both, and after a corrupt file it goes on with
                 the next one.
             drop_sessions_without_clicks: Drop sessions whose log records no click at all
                 (counted in `sessions_dropped_without_clicks`) instead of keeping them.
+            min_results: Drop sessions with fewer results than this after truncation to P
+                (counted in `sessions_dropped_few_results`), from 1 to 1000.
+            min_sessions_per_query: Drop the sessions of queries with fewer sessions than this
+                among those that pass every other rule (counted in
+                `sessions_dropped_rare_query`). Above 1 a first pass counts them.
+            behaviour: Baidu behaviour columns to add, by name, in this order. Names are
+                `multimedia_type` (int32) and the float32 columns `skip`, `serp_height`,
+                `displayed_time`, `displayed_time_middle`, `first_click`, `displayed_count`,
+                `serp_max_show_height`, `slipoff_count_after_click`, `dwelling_time`,
+                `displayed_time_top`, `serp_to_top`, `displayed_count_top`,
+                `displayed_count_bottom`, `slipoff_count`, `final_click`,
+                `displayed_time_bottom`, `click_count`, `full_displayed_count`, `last_click`,
+                `reverse_display_count`, `displayed_count_middle`.
+            document_key: `"url"` (default for every format but annotation files) or `"text"`:
+                xxh3 of the title tokens, a 0x00 byte and the abstract tokens, which Baidu click
+                logs share with annotation files.
+            query_key: Yandex only: `"query_region"` (default) or `"query"`.
 
         Raises:
-            ValueError: `format`, `positions`, `batch_size` or `on_error` is invalid; the
-                message names the argument, its value and the allowed values.
+            ValueError: An option is invalid or does not apply to the format; the message names
+                the argument, its value and the allowed values.
             FileNotFoundError: A path does not exist.
         """
 
@@ -172,7 +211,8 @@ class BatchReader:
 
         Raises:
             ParseError: A malformed session under `on_error="strict"`. The rows read before it
-                are returned first, and the iteration ends after the error.
+                are returned first, and the iteration ends after the error. With a first pass
+                (`positions=None` or `min_sessions_per_query` above 1) it comes before any row.
             CorruptInputError: A truncated or corrupt gzip file under `on_error="strict"`, after
                 the rows of every session completed before the damage.
             OSError: The file cannot be read.
@@ -185,13 +225,107 @@ class BatchReader:
 
         Keys: `lines_read`, `sessions_read`, `sessions_kept`, `sessions_skipped` (malformed,
         under `on_error="skip"`), `sessions_without_clicks`, `sessions_dropped_without_clicks`,
-        `sessions_without_results`, `results_truncated`, `missing_results`, `pseudo_results`,
-        `repeated_clicks`, `clicks_not_shown`, `oov_queries` (rows), `oov_documents` and
-        `oov_pairs` (results), `corrupt_inputs`, and `skipped_<field>` for each field a
-        malformed session can fail on.
+        `sessions_without_results`, `sessions_dropped_few_results`,
+        `sessions_dropped_rare_query`, `results_truncated`, `missing_results`,
+        `pseudo_results`, `repeated_clicks`, `clicks_not_shown`, `clicks_before_query`,
+        `extra_click_entries`, `invalid_position_keys`, `oov_queries` (rows), `oov_documents`
+        and `oov_pairs` (results), `corrupt_inputs`, and `skipped_<field>` for each field a
+        malformed session can fail on. `clickjax.report.LoadReport` explains each.
 
         A session counts as without clicks when its log records no click at all, before any
         result is dropped. So a kept row can still have no click in its slots, for example when
         every click was on a URL not in the list. `sessions_read` equals `sessions_kept +
-        sessions_skipped + sessions_without_results + sessions_dropped_without_clicks`.
+        sessions_skipped + sessions_without_results + sessions_dropped_few_results +
+        sessions_dropped_without_clicks + sessions_dropped_rare_query`. The counters of a
+        first pass are not included.
         """
+
+    @property
+    def positions(self) -> int | None:
+        """Slots per row: the `positions` option, or the longest session once a first pass ran.
+
+        None while `positions=None` and no batch has been requested yet.
+        """
+
+def read_labels(
+    path: str | os.PathLike[str],
+    *,
+    query_key: str = "query_region",
+    on_error: str = "strict",
+    vocabulary: Vocabulary | None = None,
+) -> tuple[pyarrow.RecordBatch, dict[str, int]]:
+    """Read a Yandex relevance-label file (`QueryID RegionID URLID Label` per line).
+
+    `clickjax.data.read_relevance_labels` wraps this function and returns a pyarrow Table.
+
+    Args:
+        path: The label file, plain or gzip-compressed.
+        query_key: `"query_region"` or `"query"`, as given to the `yandex` reader.
+        on_error: `"strict"` raises on the first malformed line; `"skip"` drops and counts it.
+        vocabulary: If given, a `query_doc_id` column contains each pair's dense id (1 if
+            unknown).
+
+    Returns:
+        A RecordBatch with one row per pair (`query`, `region`, `url` int64; `query_fingerprint`,
+        `doc_fingerprint` uint64; `label` int32, the highest seen; `query_doc_id` int32 with a
+        vocabulary) and the counters `lines_read`, `labels_read`, `labels_skipped`,
+        `duplicate_pairs` and `conflicting_labels`.
+
+    Raises:
+        ParseError: A malformed line under `on_error="strict"`.
+        ValueError: `query_key` or `on_error` is invalid.
+        OSError: The file cannot be read.
+    """
+
+def fingerprint(array: pyarrow.Array, role: str, column: str) -> pyarrow.UInt64Array:
+    """Fingerprint the keys of a column with the functions of the text readers.
+
+    Args:
+        array: `[rows]` strings, binary values or integers, without nulls. An integer is keyed by
+            its decimal text, so 13 and "13" are the same key.
+        role: `"query"` or `"document"`; the two roles hash with different seeds.
+        column: The column name, used in error messages.
+
+    Returns:
+        `[rows]` uint64 fingerprints.
+
+    Raises:
+        ValueError: The array has nulls or another type, or `role` is invalid.
+    """
+
+def batch_columns(
+    vocabulary: Vocabulary,
+    query: pyarrow.UInt64Array,
+    offsets: pyarrow.Int64Array,
+    document: pyarrow.UInt64Array,
+    position: pyarrow.Int32Array,
+    click: pyarrow.UInt8Array,
+    *,
+    positions: int | None = 10,
+    batch_size: int = 1024,
+    drop_sessions_without_clicks: bool = False,
+    min_results: int = 1,
+    min_sessions_per_query: int = 1,
+) -> tuple[list[pyarrow.RecordBatch], dict[str, int], int]:
+    """Apply the session rules to sessions given as flat columns and pad them into batches.
+
+    `clickjax.formats.long.read_long` groups a table into these columns. Session `s` owns the
+    results `offsets[s]` to `offsets[s + 1]`, ordered by rank.
+
+    Args:
+        vocabulary: Maps fingerprints to dense ids, as for `BatchReader`.
+        query: `[sessions]` query fingerprints.
+        offsets: `[sessions + 1]` non-decreasing offsets from 0 to the number of results.
+        document: `[results]` document fingerprints.
+        position: `[results]` ranks, 1 or more and non-decreasing within a session.
+        click: `[results]` 0 or 1.
+        positions, batch_size, drop_sessions_without_clicks, min_results,
+            min_sessions_per_query: As for `BatchReader`.
+
+    Returns:
+        The batches, the counters of `BatchReader.stats` (`lines_read` counts results) and the
+        slots per row.
+
+    Raises:
+        ValueError: A column has the wrong type or length, or invalid values.
+    """

@@ -1,7 +1,7 @@
 """Click logs as padded batches: from raw files through Arrow to numpy and JAX.
 
-The Rust readers of `clickjax._native` parse a raw log into Arrow RecordBatches that follow the batch
-contract (P is the page length chosen with `positions`):
+The Rust readers of `clickjax._native` parse a raw log (see `FORMATS`) into Arrow RecordBatches that
+follow the batch contract (P is the page length chosen with `positions`):
 
 | column           | shape              | dtype   |
 |------------------|--------------------|---------|
@@ -13,6 +13,9 @@ contract (P is the page length chosen with `positions`):
 | `click`          | `[batch, positions]` | uint8 |
 | `mask`           | `[batch, positions]` | uint8 |
 | `weight`         | `[batch]`          | float32 |
+
+Baidu behaviour columns (`behaviour=[...]`, float32 or int32) and the `label` of annotation files
+(int32) follow as extra `[batch, positions]` columns. Their padding slots contain NaN or -1.
 
 `batch_to_numpy` turns such a RecordBatch into numpy arrays that share memory with the Arrow buffers.
 `ClickLog` holds a whole log in memory for training with shuffling; a log far larger than memory can
@@ -30,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +45,8 @@ import pyarrow as pa
 
 from clickjax._native import BatchReader
 from clickjax._native import Vocabulary
+from clickjax._native import read_labels as _read_labels
+from clickjax.formats.long import LongTableBatches, read_long
 
 __all__ = [
     "BATCH_COLUMNS",
@@ -49,10 +56,24 @@ __all__ = [
     "batch_to_numpy",
     "pad_batch",
     "read_batches",
+    "read_relevance_labels",
     "to_jax",
 ]
 
-FORMATS = ("baidu", "wscd")
+logger = logging.getLogger(__name__)
+
+# Log formats of the Rust readers:
+# - "baidu": Baidu-ULTR raw training sessions (part-NNNNN.gz or decompressed);
+# - "baidu-annotation": the Baidu-ULTR annotation file and the WSDM Cup test files;
+# - "yandex": the Yandex Relevance Prediction Challenge click log;
+# - "wscd": the WSCD sample format of PyClick's examples;
+# - "clickmodels": the ClickModels TSV, with JSON lists or JSON objects;
+# - "long": Parquet, CSV or Feather tables with one row per impression and the columns session,
+#   query, document, position and click (see `clickjax.formats.long`).
+FORMATS = ("baidu", "baidu-annotation", "yandex", "wscd", "clickmodels", "long")
+
+# Schema metadata key of the counters of `read_relevance_labels`.
+LABEL_STATS_KEY = b"clickjax_stats"
 
 # Columns of the batch contract: name -> (numpy dtype, True if padded to [batch, positions]).
 BATCH_COLUMNS: dict[str, tuple[np.dtype, bool]] = {
@@ -74,11 +95,16 @@ def read_batches(
     paths: Sequence[PathLike],
     vocabulary: Vocabulary,
     *,
-    positions: int = 10,
+    positions: int | None = 10,
     batch_size: int = 1024,
     on_error: str = "strict",
     drop_sessions_without_clicks: bool = False,
-) -> BatchReader:
+    min_results: int = 1,
+    min_sessions_per_query: int = 1,
+    behaviour: Sequence[str] = (),
+    document_key: str | None = None,
+    query_key: str | None = None,
+) -> BatchReader | LongTableBatches:
     """Stream a raw click log as Arrow RecordBatches.
 
     Args:
@@ -86,19 +112,44 @@ def read_batches(
       paths: files read in order; gzip is detected by its magic bytes, plain text works too.
       vocabulary: maps queries, documents and pairs to dense ids. While it is not frozen, new keys
         get new ids; once frozen, unknown keys get the out-of-vocabulary id 1 and are counted.
-      positions: page length P; results ranked below P are dropped and counted.
+      positions: page length P; results ranked below P are dropped and counted. None pads every
+        row to the largest rank in the input, which a first pass over the files finds. Use None
+        for annotation files, whose lists run to about 60 results.
       batch_size: sessions per RecordBatch; the last one may be smaller.
       on_error: `"strict"` raises `clickjax.errors.ParseError` on the first malformed line;
         `"skip"` drops the malformed session and counts it in `reader.stats`.
       drop_sessions_without_clicks: drop sessions that have no click (they are kept by default,
         since dropping them biases examination estimates).
+      min_results: drop sessions with fewer results than this after truncation to P.
+      min_sessions_per_query: drop the sessions of queries with fewer sessions than this that
+        pass the other rules. Above 1 the files are read twice, a counting pass first.
+      behaviour: Baidu behaviour columns to add, by name (`"dwelling_time"`, `"multimedia_type"`,
+        ...; see docs/data.md), as `[batch, positions]` columns in this order.
+      document_key: `"url"` or `"text"` (Baidu: title and abstract tokens, the key annotation
+        files use); None takes the format's default.
+      query_key: Yandex only: `"query_region"` (default) or `"query"`.
 
     Returns:
       An iterator of `pyarrow.RecordBatch` with the batch contract's columns; its `stats` property
-      holds the reader's counters (sessions read and kept, results truncated, repeated clicks, ...).
+      holds the reader's counters, which `clickjax.report.LoadReport.from_stats` explains. The
+      `long` format reads every table into memory first and ignores `on_error`, because a table
+      has no malformed lines. Its columns are named session, query, document, position and click,
+      and `clickjax.formats.long.read_long` can read other names.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown log format {format!r}; expected one of {', '.join(FORMATS)}")
+    if format == "long":
+        if behaviour or document_key is not None or query_key is not None:
+            raise ValueError("behaviour, document_key and query_key do not apply to the long format")
+        return read_long(
+            [os.fspath(path) for path in paths],
+            vocabulary,
+            positions=positions,
+            batch_size=batch_size,
+            drop_sessions_without_clicks=drop_sessions_without_clicks,
+            min_results=min_results,
+            min_sessions_per_query=min_sessions_per_query,
+        )
     return BatchReader(
         format,
         [os.fspath(path) for path in paths],
@@ -107,7 +158,45 @@ def read_batches(
         batch_size=batch_size,
         on_error=on_error,
         drop_sessions_without_clicks=drop_sessions_without_clicks,
+        min_results=min_results,
+        min_sessions_per_query=min_sessions_per_query,
+        behaviour=list(behaviour),
+        document_key=document_key,
+        query_key=query_key,
     )
+
+
+def read_relevance_labels(
+    path: PathLike,
+    *,
+    query_key: str = "query_region",
+    vocabulary: Vocabulary | None = None,
+    on_error: str = "strict",
+) -> pa.Table:
+    """Read a Yandex relevance-label file (`QueryID RegionID URLID Label` per line).
+
+    A pair listed more than once keeps its highest label. The fingerprints use the keys of the
+    `yandex` reader with the same `query_key`, so labels join the click log's ids.
+
+    Args:
+      path: the label file, plain or gzip-compressed.
+      query_key: `"query_region"` (default) or `"query"`, as given to the click-log reader.
+      vocabulary: if given, the table gets a `query_doc_id` column with the pair's dense id, or 1
+        if the vocabulary lacks the pair. The vocabulary is not changed.
+      on_error: `"strict"` raises on the first malformed line; `"skip"` drops and counts it.
+
+    Returns:
+      One row per query-document pair in order of first appearance: `query`, `region`, `url`
+      (int64 raw ids), `query_fingerprint`, `doc_fingerprint` (uint64), `label` (int32) and
+      optionally `query_doc_id` (int32). The counters `lines_read`, `labels_read`,
+      `labels_skipped`, `duplicate_pairs` and `conflicting_labels` are JSON in the schema metadata
+      under `LABEL_STATS_KEY`.
+    """
+    batch, stats = _read_labels(os.fspath(path), query_key=query_key, on_error=on_error, vocabulary=vocabulary)
+    if stats["conflicting_labels"]:
+        logger.info("%s: %d lines repeat a pair with another label; kept the highest", path, stats["conflicting_labels"])
+    table = pa.Table.from_batches([batch])
+    return table.replace_schema_metadata({LABEL_STATS_KEY: json.dumps(stats)})
 
 
 def batch_to_numpy(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
@@ -183,27 +272,24 @@ class ClickLog:
         paths: Sequence[PathLike],
         vocabulary: Vocabulary,
         *,
-        positions: int = 10,
-        on_error: str = "strict",
-        drop_sessions_without_clicks: bool = False,
+        positions: int | None = 10,
         read_batch_size: int = 8192,
+        **options,
     ) -> ClickLog:
-        """Read a whole raw log into memory. The arguments are those of `read_batches`."""
-        reader = read_batches(
-            format,
-            paths,
-            vocabulary,
-            positions=positions,
-            batch_size=read_batch_size,
-            on_error=on_error,
-            drop_sessions_without_clicks=drop_sessions_without_clicks,
-        )
+        """Read a whole raw log into memory.
+
+        `positions` and the keyword options (`on_error`, `drop_sessions_without_clicks`,
+        `min_results`, `min_sessions_per_query`, `behaviour`, `document_key`, `query_key`) are
+        those of `read_batches`. With `positions=None` the log's `positions` is the largest rank.
+        """
+        reader = read_batches(format, paths, vocabulary, positions=positions, batch_size=read_batch_size, **options)
         parts = [batch_to_numpy(batch) for batch in reader]
+        width = reader.positions
         if parts:
             columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         else:
-            columns = _empty_columns(positions)
-        return cls(columns=columns, positions=positions, stats=dict(reader.stats))
+            columns = _empty_columns(width)
+        return cls(columns=columns, positions=width, stats=dict(reader.stats))
 
     @property
     def num_sessions(self) -> int:

@@ -9,10 +9,21 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arrow_pyarrow::ToPyArrow;
-use clickjax_core::{BatchReader, Format, ReaderOptions, SharedVocabulary, Vocabulary};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, UInt64Type, UInt8Type};
+use arrow_array::{make_array, Array, ArrayRef, ArrowPrimitiveType, UInt64Array};
+use arrow_data::ArrayData;
+use arrow_pyarrow::{PyArrowType, ToPyArrow};
+use clickjax_core::columnar::{
+    batch_columnar_sessions, fingerprint_keys, ColumnarSessions, KeyRole,
+};
+use clickjax_core::{
+    read_relevance_labels, BatchReader, ErrorPolicy, Format, QueryKey, ReaderOptions,
+    SharedVocabulary, Vocabulary,
+};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
 mod errors;
 
@@ -93,8 +104,9 @@ struct PyBatchReader {
 impl PyBatchReader {
     #[new]
     #[pyo3(signature = (
-        format, paths, vocabulary, *, positions = 10, batch_size = 1024, on_error = "strict",
-        drop_sessions_without_clicks = false
+        format, paths, vocabulary, *, positions = Some(10), batch_size = 1024, on_error = "strict",
+        drop_sessions_without_clicks = false, min_results = 1, min_sessions_per_query = 1,
+        behaviour = None, document_key = None, query_key = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -102,19 +114,33 @@ impl PyBatchReader {
         format: &str,
         paths: Vec<PathBuf>,
         vocabulary: PyRef<'_, PyVocabulary>,
-        positions: i64,
+        positions: Option<i64>,
         batch_size: i64,
         on_error: &str,
         drop_sessions_without_clicks: bool,
+        min_results: i64,
+        min_sessions_per_query: i64,
+        behaviour: Option<Vec<String>>,
+        document_key: Option<&str>,
+        query_key: Option<&str>,
     ) -> PyResult<Self> {
         let create = || {
             let format: Format = format.parse()?;
-            let options = ReaderOptions::new(
+            let mut options = ReaderOptions::new(
                 positions,
                 batch_size,
                 on_error,
                 drop_sessions_without_clicks,
-            )?;
+            )?
+            .with_min_results(min_results)?
+            .with_min_sessions_per_query(min_sessions_per_query)?
+            .with_behaviour(&behaviour.unwrap_or_default())?;
+            if let Some(name) = document_key {
+                options = options.with_document_key(name)?;
+            }
+            if let Some(name) = query_key {
+                options = options.with_query_key(name)?;
+            }
             BatchReader::new(format, paths, vocabulary.inner.clone(), options)
         };
         let reader = create().map_err(|error| to_py_err(py, error))?;
@@ -138,13 +164,142 @@ impl PyBatchReader {
 
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = lock(&self.inner).stats().clone();
-        let dict = PyDict::new(py);
-        for (name, value) in stats.entries() {
-            dict.set_item(name, value)?;
-        }
-        Ok(dict)
+        let entries = lock(&self.inner).stats().entries();
+        counters_dict(py, entries)
     }
+
+    #[getter]
+    fn positions(&self) -> Option<usize> {
+        lock(&self.inner).positions()
+    }
+}
+
+fn counters_dict<'py>(
+    py: Python<'py>,
+    entries: Vec<(&'static str, u64)>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (name, value) in entries {
+        dict.set_item(name, value)?;
+    }
+    Ok(dict)
+}
+
+/// Reads a Yandex relevance-label file; returns a pyarrow RecordBatch and a dict of counters.
+#[pyfunction]
+#[pyo3(signature = (path, *, query_key = "query_region", on_error = "strict", vocabulary = None))]
+fn read_labels<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    query_key: &str,
+    on_error: &str,
+    vocabulary: Option<PyRef<'_, PyVocabulary>>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+    let shared = vocabulary.map(|vocabulary| vocabulary.inner.clone());
+    let read = || {
+        let query_key: QueryKey = query_key.parse()?;
+        let on_error: ErrorPolicy = on_error.parse()?;
+        let labels = read_relevance_labels(&path, query_key, on_error)?;
+        let vocabulary = shared.as_ref().map(|shared| lock(shared));
+        let batch = labels.to_record_batch(vocabulary.as_deref())?;
+        Ok((batch, labels.stats))
+    };
+    let (batch, stats) = py.detach(read).map_err(|error| to_py_err(py, error))?;
+    Ok((batch.to_pyarrow(py)?, counters_dict(py, stats.entries())?))
+}
+
+/// Fingerprints the keys of a pyarrow array as a query or document column; returns a uint64 array.
+#[pyfunction]
+fn fingerprint<'py>(
+    py: Python<'py>,
+    array: PyArrowType<ArrayData>,
+    role: &str,
+    column: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let role = match role {
+        "query" => KeyRole::Query,
+        "document" => KeyRole::Document,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "invalid role {role:?}: expected \"query\" or \"document\""
+            )))
+        }
+    };
+    let array = make_array(array.0);
+    let keys = py
+        .detach(|| fingerprint_keys(array.as_ref(), role, column))
+        .map_err(|error| to_py_err(py, error))?;
+    UInt64Array::from(keys).into_data().to_pyarrow(py)
+}
+
+/// Returns the values of a pyarrow array of type `T`, or a ValueError naming `column`.
+fn values<T: ArrowPrimitiveType>(array: &ArrayRef, column: &str) -> PyResult<Vec<T::Native>> {
+    match array.as_primitive_opt::<T>() {
+        Some(values) if values.null_count() == 0 => Ok(values.values().to_vec()),
+        _ => Err(PyValueError::new_err(format!(
+            "invalid column {column}: expected {} without nulls, got {}",
+            T::DATA_TYPE,
+            array.data_type()
+        ))),
+    }
+}
+
+/// Pads columnar sessions into batches; returns the batches, the counters and the slots per row.
+#[pyfunction]
+#[pyo3(signature = (
+    vocabulary, query, offsets, document, position, click, *, positions = Some(10),
+    batch_size = 1024, drop_sessions_without_clicks = false, min_results = 1,
+    min_sessions_per_query = 1
+))]
+#[allow(clippy::too_many_arguments)]
+fn batch_columns<'py>(
+    py: Python<'py>,
+    vocabulary: PyRef<'_, PyVocabulary>,
+    query: PyArrowType<ArrayData>,
+    offsets: PyArrowType<ArrayData>,
+    document: PyArrowType<ArrayData>,
+    position: PyArrowType<ArrayData>,
+    click: PyArrowType<ArrayData>,
+    positions: Option<i64>,
+    batch_size: i64,
+    drop_sessions_without_clicks: bool,
+    min_results: i64,
+    min_sessions_per_query: i64,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>, usize)> {
+    let query = values::<UInt64Type>(&make_array(query.0), "query")?;
+    let offsets = values::<Int64Type>(&make_array(offsets.0), "offsets")?;
+    let document = values::<UInt64Type>(&make_array(document.0), "document")?;
+    let position = values::<Int32Type>(&make_array(position.0), "position")?;
+    let click = values::<UInt8Type>(&make_array(click.0), "click")?;
+    let shared = vocabulary.inner.clone();
+    let run = || {
+        let options = ReaderOptions::new(
+            positions,
+            batch_size,
+            "strict",
+            drop_sessions_without_clicks,
+        )?
+        .with_min_results(min_results)?
+        .with_min_sessions_per_query(min_sessions_per_query)?;
+        let sessions = ColumnarSessions {
+            query: &query,
+            offsets: &offsets,
+            document: &document,
+            position: &position,
+            click: &click,
+        };
+        batch_columnar_sessions(&sessions, &mut lock(&shared), &options)
+    };
+    let result = py.detach(run).map_err(|error| to_py_err(py, error))?;
+    let batches = PyList::empty(py);
+    for batch in &result.batches {
+        batches.append(batch.to_pyarrow(py)?)?;
+    }
+    Ok((
+        batches,
+        counters_dict(py, result.stats.entries())?,
+        result.positions,
+    ))
 }
 
 #[pymodule]
@@ -155,5 +310,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("CorruptInputError", py.get_type::<CorruptInputError>())?;
     module.add_class::<PyVocabulary>()?;
     module.add_class::<PyBatchReader>()?;
+    module.add_function(wrap_pyfunction!(read_labels, module)?)?;
+    module.add_function(wrap_pyfunction!(fingerprint, module)?)?;
+    module.add_function(wrap_pyfunction!(batch_columns, module)?)?;
     Ok(())
 }

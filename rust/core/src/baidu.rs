@@ -6,19 +6,21 @@
 //! ends at the next query line or at the end of the file.
 //!
 //! The query is keyed by its token field as it appears in the file, never by the qid, because
-//! qids repeat. A document is keyed by its URL MD5 text. The position of a result counts the
-//! session's document lines: a result whose title is the single token `21429` (missing content)
-//! is dropped but still takes a position, and a "people also searched for" pseudo-result is
-//! dropped without taking one.
+//! qids repeat. A document is keyed by its URL MD5 text, or with `document_key="text"` by its
+//! title and abstract token fields (see [`text_document_fingerprint`]). The position of a result
+//! counts the session's document lines: a result whose title is the single token `21429` (missing
+//! content) is dropped but still takes a position, and a "people also searched for" pseudo-result
+//! is dropped without taking one. The behaviour columns selected in the options are parsed from
+//! shown results only, and an invalid value is a parse error of that column.
 
-use memchr::memchr_iter;
-
-use crate::error::{Error, Field, FieldError, Result};
+use crate::behaviour::{parse_float_value, parse_int_value, BehaviourColumn, ValueKind};
+use crate::error::{Error, Field, FieldError, Rejector, Result};
+use crate::fields::{is_ascii_id, is_token_list, parse_u32, split_fields};
 use crate::input::LineReader;
-use crate::reader::ErrorPolicy;
+use crate::options::{DocumentKey, ParserConfig};
 use crate::session::{Session, SessionResult, SessionSource};
 use crate::stats::Stats;
-use crate::vocabulary::{document_fingerprint, query_fingerprint};
+use crate::vocabulary::{document_fingerprint, query_fingerprint, text_document_fingerprint};
 
 /// Fields of a query line.
 const QUERY_FIELDS: usize = 3;
@@ -35,34 +37,60 @@ const MAX_BROKEN_QUERY_FIELDS: usize = 6;
 const MAX_POS: u32 = 1000;
 
 /// Title of a result whose content is missing.
-const MISSING_TITLE: &[u8] = b"21429";
+pub(crate) const MISSING_TITLE: &[u8] = b"21429";
 
 /// Title of the "people also searched for" pseudo-result.
-const PSEUDO_TITLE: &[u8] = b"3742\x0111492\x0112169\x015061\x0116905";
+pub(crate) const PSEUDO_TITLE: &[u8] = b"3742\x0111492\x0112169\x015061\x0116905";
 
-/// Indices of the document-line fields read so far. The behaviour columns will add theirs here.
+/// Indices of the document-line fields with a fixed role. Behaviour columns carry their own.
 mod column {
     pub const POS: usize = 0;
     pub const URL_MD5: usize = 1;
     pub const TITLE: usize = 2;
+    pub const ABSTRACT: usize = 3;
     pub const CLICK: usize = 5;
 }
 
-/// Role of a document line in its session.
+/// Role of a result in its session, decided by its title.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ResultKind {
+pub(crate) enum ResultKind {
     /// A real result: it takes a position and becomes a slot.
-    Shown { document_key: u64 },
+    Shown,
     /// Missing content: it takes a position but is dropped.
     Missing,
     /// A pseudo-result: dropped without taking a position.
     Pseudo,
 }
 
-/// The fields of one document line that the reader uses.
+impl ResultKind {
+    pub(crate) fn of_title(title: &[u8]) -> Self {
+        match title {
+            MISSING_TITLE => ResultKind::Missing,
+            PSEUDO_TITLE => ResultKind::Pseudo,
+            _ => ResultKind::Shown,
+        }
+    }
+}
+
+/// Checks a token-list field such as the query, title or abstract.
+pub(crate) fn check_token_list(field: Field, text: &[u8]) -> Result<(), FieldError> {
+    if is_token_list(text) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            text,
+            "decimal token ids joined by the byte 0x01, in printable ASCII",
+        ))
+    }
+}
+
+/// The fields of one document line that the reader uses. The values of the behaviour columns
+/// of a shown result are in the parser's scratch vectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct DocumentLine {
     kind: ResultKind,
+    document_key: u64,
     click: bool,
 }
 
@@ -70,45 +98,42 @@ struct DocumentLine {
 /// its state while matching on it.
 enum ParsedLine {
     Blank,
-    Query { query_key: u64 },
+    Query(Result<u64, FieldError>),
     Document(Result<DocumentLine, FieldError>),
     WrongFieldCount(usize),
 }
 
-/// Splits a line on TAB into `fields` and returns the number of fields, which can exceed the
-/// length of `fields`.
-fn split_fields<'a>(line: &'a [u8], fields: &mut [&'a [u8]; DOCUMENT_FIELDS]) -> usize {
-    let mut count = 0;
-    let mut start = 0;
-    for end in memchr_iter(b'\t', line).chain(std::iter::once(line.len())) {
-        if let Some(slot) = fields.get_mut(count) {
-            *slot = line.get(start..end).unwrap_or_default();
-        }
-        start = end + 1;
-        count += 1;
-    }
-    count
+/// Behaviour values of one document line, in the order of the requested columns.
+#[derive(Default)]
+struct Values {
+    floats: Vec<f32>,
+    ints: Vec<i32>,
 }
 
-fn parse_line(line: &[u8]) -> ParsedLine {
+fn parse_line(line: &[u8], config: &ParserConfig, values: &mut Values) -> ParsedLine {
     if line.is_empty() {
         return ParsedLine::Blank;
     }
     let mut fields: [&[u8]; DOCUMENT_FIELDS] = [&[]; DOCUMENT_FIELDS];
     match split_fields(line, &mut fields) {
-        QUERY_FIELDS => ParsedLine::Query {
-            query_key: query_fingerprint(fields[1]),
-        },
-        DOCUMENT_FIELDS => ParsedLine::Document(parse_document_line(&fields)),
+        QUERY_FIELDS => ParsedLine::Query(
+            check_token_list(Field::Query, fields[1]).map(|()| query_fingerprint(fields[1])),
+        ),
+        DOCUMENT_FIELDS => ParsedLine::Document(parse_document_line(&fields, config, values)),
         count => ParsedLine::WrongFieldCount(count),
     }
 }
 
-/// Parses the fields of a document line. `pos` and `click` are checked on every line, the URL MD5
-/// only on shown results, since missing and pseudo-results are dropped.
-fn parse_document_line(fields: &[&[u8]; DOCUMENT_FIELDS]) -> Result<DocumentLine, FieldError> {
+/// Parses the fields of a document line. `pos` and `click` are checked on every line; the
+/// document key and the behaviour columns only on shown results, since missing and
+/// pseudo-results are dropped.
+fn parse_document_line(
+    fields: &[&[u8]; DOCUMENT_FIELDS],
+    config: &ParserConfig,
+    values: &mut Values,
+) -> Result<DocumentLine, FieldError> {
     let pos = fields[column::POS];
-    if !parse_integer(pos).is_some_and(|pos| (1..=MAX_POS).contains(&pos)) {
+    if !parse_u32(pos).is_some_and(|pos| (1..=MAX_POS).contains(&pos)) {
         return Err(FieldError::new(
             Field::Pos,
             pos,
@@ -122,35 +147,74 @@ fn parse_document_line(fields: &[&[u8]; DOCUMENT_FIELDS]) -> Result<DocumentLine
         other => return Err(FieldError::new(Field::Click, other, "0, 1, 0.0 or 1.0")),
     };
 
-    let kind = match fields[column::TITLE] {
-        MISSING_TITLE => ResultKind::Missing,
-        PSEUDO_TITLE => ResultKind::Pseudo,
-        _ => {
+    let kind = ResultKind::of_title(fields[column::TITLE]);
+    if kind != ResultKind::Shown {
+        return Ok(DocumentLine {
+            kind,
+            document_key: 0,
+            click,
+        });
+    }
+    let document_key = match config.document_key {
+        DocumentKey::Url => {
             let url_md5 = fields[column::URL_MD5];
-            if url_md5.is_empty() || url_md5 == b"-" {
+            if !is_ascii_id(url_md5) || url_md5 == b"-" {
                 return Err(FieldError::new(
                     Field::UrlMd5,
                     url_md5,
-                    "the URL MD5 of the result, not empty and not \"-\"",
+                    "the URL MD5 of the result in printable ASCII, not empty and not \"-\"",
                 ));
             }
-            ResultKind::Shown {
-                document_key: document_fingerprint(url_md5),
-            }
+            document_fingerprint(url_md5)
+        }
+        DocumentKey::Text => {
+            let (title, abstract_tokens) = (fields[column::TITLE], fields[column::ABSTRACT]);
+            check_token_list(Field::Title, title)?;
+            check_token_list(Field::Abstract, abstract_tokens)?;
+            text_document_fingerprint(title, abstract_tokens)
         }
     };
-    Ok(DocumentLine { kind, click })
+
+    values.floats.clear();
+    values.ints.clear();
+    for behaviour in config.behaviour.iter() {
+        parse_behaviour(behaviour, fields[behaviour.index], values)?;
+    }
+    Ok(DocumentLine {
+        kind,
+        document_key,
+        click,
+    })
 }
 
-/// Parses unsigned decimal digits; None if empty, not all digits, or above u32::MAX.
-fn parse_integer(text: &[u8]) -> Option<u32> {
-    if text.is_empty() {
-        return None;
+fn parse_behaviour(
+    column: &BehaviourColumn,
+    text: &[u8],
+    values: &mut Values,
+) -> Result<(), FieldError> {
+    match column.kind {
+        ValueKind::Float32 => match parse_float_value(text) {
+            Some(value) => values.floats.push(value),
+            None => {
+                return Err(FieldError::new(
+                    column.field,
+                    text,
+                    "a decimal number or \"-\" for a missing value",
+                ))
+            }
+        },
+        ValueKind::Int32 => match parse_int_value(text) {
+            Some(value) => values.ints.push(value),
+            None => {
+                return Err(FieldError::new(
+                    column.field,
+                    text,
+                    "a non-negative integer or \"-\" for a missing value",
+                ))
+            }
+        },
     }
-    text.iter().try_fold(0u32, |value, &byte| {
-        let digit = char::from(byte).to_digit(10)?;
-        value.checked_mul(10)?.checked_add(digit)
-    })
+    Ok(())
 }
 
 /// Parser state within the current session.
@@ -167,26 +231,28 @@ enum SessionState {
 /// Reads Baidu-ULTR sessions from one file.
 pub struct BaiduParser {
     lines: LineReader,
-    policy: ErrorPolicy,
+    rejector: Rejector,
+    config: ParserConfig,
     building: Session,
     state: SessionState,
     /// Positions taken so far in the current session.
     rank: u32,
+    values: Values,
     /// An error found while a finished session was handed out, raised on the next call.
     pending_error: Option<Error>,
-    logged_skip: bool,
 }
 
 impl BaiduParser {
-    pub fn new(lines: LineReader, policy: ErrorPolicy) -> Self {
+    pub fn new(lines: LineReader, rejector: Rejector, config: &ParserConfig) -> Self {
         BaiduParser {
             lines,
-            policy,
+            rejector,
+            config: config.clone(),
             building: Session::default(),
             state: SessionState::None,
             rank: 0,
+            values: Values::default(),
             pending_error: None,
-            logged_skip: false,
         }
     }
 
@@ -215,42 +281,45 @@ impl BaiduParser {
 
     /// Marks the current session malformed under `skip`, or returns the error under `strict`.
     fn reject(&mut self, error: FieldError) -> Result<()> {
-        let path = self.lines.path();
-        let lineno = self.lines.lineno();
-        match self.policy {
-            ErrorPolicy::Strict => Err(error.at(path.to_path_buf(), lineno)),
-            ErrorPolicy::Skip => {
-                if !matches!(self.state, SessionState::Malformed(_)) {
-                    self.state = SessionState::Malformed(error.field);
-                }
-                // The first malformed session of a file is logged; the rest are counted.
-                if self.logged_skip {
-                    log::debug!(
-                        "skipping a malformed session: {}",
-                        error.at(path.to_path_buf(), lineno)
-                    );
-                } else {
-                    log::warn!(
-                        "skipping a malformed session: {}",
-                        error.at(path.to_path_buf(), lineno)
-                    );
-                    self.logged_skip = true;
-                }
-                Ok(())
+        if !matches!(self.state, SessionState::Malformed(_)) {
+            self.state = SessionState::Malformed(error.field);
+        }
+        self.rejector
+            .reject(error, self.lines.path(), self.lines.lineno())
+    }
+
+    /// Closes the current session and starts a malformed one at a broken query line. Returns
+    /// true if the closed session was handed out; a strict error then waits for the next call.
+    fn start_malformed_session(
+        &mut self,
+        error: FieldError,
+        session: &mut Session,
+        stats: &mut Stats,
+    ) -> Result<bool> {
+        let finished = self.close_session(session, stats);
+        self.open_session(0);
+        match self.reject(error) {
+            Ok(()) => Ok(finished),
+            Err(error) if finished => {
+                self.pending_error = Some(error);
+                Ok(true)
             }
+            Err(error) => Err(error),
         }
     }
 
     fn add_result(&mut self, document: DocumentLine) {
         self.building.has_logged_click |= document.click;
         match document.kind {
-            ResultKind::Shown { document_key } => {
+            ResultKind::Shown => {
                 self.rank = self.rank.saturating_add(1);
                 self.building.results.push(SessionResult {
-                    document_key,
+                    document_key: document.document_key,
                     position: self.rank,
                     click: document.click,
                 });
+                self.building.floats.extend_from_slice(&self.values.floats);
+                self.building.ints.extend_from_slice(&self.values.ints);
             }
             ResultKind::Missing => {
                 self.rank = self.rank.saturating_add(1);
@@ -280,12 +349,18 @@ impl SessionSource for BaiduParser {
             }
             stats.lines_read += 1;
 
-            match parse_line(self.lines.line()) {
+            match parse_line(self.lines.line(), &self.config, &mut self.values) {
                 ParsedLine::Blank => {}
-                ParsedLine::Query { query_key } => {
+                ParsedLine::Query(Ok(query_key)) => {
                     let finished = self.close_session(session, stats);
                     self.open_session(query_key);
                     if finished {
+                        return Ok(true);
+                    }
+                }
+                ParsedLine::Query(Err(error)) => {
+                    // A query line with an invalid query starts a malformed session.
+                    if self.start_malformed_session(error, session, stats)? {
                         return Ok(true);
                     }
                 }
@@ -308,16 +383,8 @@ impl SessionSource for BaiduParser {
                 ParsedLine::WrongFieldCount(count) if count <= MAX_BROKEN_QUERY_FIELDS => {
                     // A broken query line ends the session before it and starts a malformed one.
                     let error = self.wrong_field_count(count);
-                    let finished = self.close_session(session, stats);
-                    self.state = SessionState::Open;
-                    match self.reject(error) {
-                        Ok(()) if finished => return Ok(true),
-                        Ok(()) => {}
-                        Err(error) if finished => {
-                            self.pending_error = Some(error);
-                            return Ok(true);
-                        }
-                        Err(error) => return Err(error),
+                    if self.start_malformed_session(error, session, stats)? {
+                        return Ok(true);
                     }
                 }
                 ParsedLine::WrongFieldCount(count) => {

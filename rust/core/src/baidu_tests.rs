@@ -1,7 +1,8 @@
 //! Tests of the Baidu-ULTR session parser on tiny fixtures with invented ids.
 
 use super::*;
-use crate::error::{Error, ParseError};
+use crate::error::{Error, ErrorPolicy, ParseError};
+use crate::options::{Format, ReaderOptions};
 use crate::test_files::TempFile;
 
 /// Builds a 32-field document line. Fields the parser ignores get an abstract, `-` or `0`.
@@ -39,8 +40,19 @@ fn session(query_tokens: &str, results: Vec<SessionResult>) -> Session {
 
 /// Parses every session of `text`, stopping at the first error.
 fn parse_all(text: &str, policy: ErrorPolicy) -> (Vec<Session>, Option<Error>, Stats) {
+    parse_with(text, policy, &ReaderOptions::default())
+}
+
+/// Parses every session of `text` with the Baidu settings of `options`.
+fn parse_with(
+    text: &str,
+    policy: ErrorPolicy,
+    options: &ReaderOptions,
+) -> (Vec<Session>, Option<Error>, Stats) {
     let file = TempFile::new("part-00000", text.as_bytes());
-    let mut parser = BaiduParser::new(LineReader::open(file.path()).unwrap(), policy);
+    let config = options.parser_config(Format::Baidu).unwrap();
+    let lines = LineReader::open(file.path()).unwrap();
+    let mut parser = BaiduParser::new(lines, Rejector::new(policy), &config);
     let mut sessions = Vec::new();
     let mut stats = Stats::default();
     let mut session = Session::default();
@@ -266,16 +278,123 @@ fn skip_drops_only_malformed_sessions() {
         stats.sessions_read, 4,
         "good sessions are counted by the rules"
     );
-    assert_eq!(stats.skipped_by_field[Field::Line.index()], 3);
-    assert_eq!(stats.skipped_by_field[Field::Click.index()], 1);
+    assert_eq!(stats.skipped_by_field.get(Field::Line), 3);
+    assert_eq!(stats.skipped_by_field.get(Field::Click), 1);
     assert_eq!(stats.lines_read, 13);
 }
 
+/// A document line like [`document_line`] with some fields replaced, by index.
+fn document_line_with(
+    pos: &str,
+    url_md5: &str,
+    title: &str,
+    click: &str,
+    values: &[(usize, &str)],
+) -> String {
+    let line = document_line(pos, url_md5, title, click);
+    let mut fields: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+    for &(index, value) in values {
+        fields[index] = value;
+    }
+    fields.join("\t") + "\n"
+}
+
+fn behaviour_options(names: &[&str]) -> ReaderOptions {
+    ReaderOptions::default().with_behaviour(names).unwrap()
+}
+
 #[test]
-fn integer_parser_rejects_overflow() {
-    assert_eq!(parse_integer(b"30"), Some(30));
-    assert_eq!(parse_integer(b"007"), Some(7));
-    assert_eq!(parse_integer(b"99999999999"), None);
-    assert_eq!(parse_integer(b"-1"), None);
-    assert_eq!(parse_integer(b"1.0"), None);
+fn behaviour_values_in_requested_order() {
+    let text = [
+        "1\t5\t\n".to_string(),
+        document_line_with(
+            "1",
+            "aa01",
+            "201",
+            "1",
+            &[(4, "11"), (9, "560"), (16, "35.5")],
+        ),
+        document_line_with("2", "aa02", MISSING, "0", &[(4, "bad"), (16, "bad")]),
+        document_line_with("3", "aa03", "202", "0", &[(4, "-"), (9, "-"), (16, "0.25")]),
+    ]
+    .concat();
+    let options = behaviour_options(&["dwelling_time", "multimedia_type", "serp_height"]);
+    let (sessions, error, _) = parse_with(&text, ErrorPolicy::Strict, &options);
+    assert!(error.is_none(), "{error:?}");
+
+    // Floats per result: dwelling_time, serp_height. The missing result has no values.
+    let floats = &sessions[0].floats;
+    assert_eq!(floats.len(), 4);
+    assert_eq!(&floats[..3], &[35.5, 560.0, 0.25]);
+    assert!(floats[3].is_nan());
+    assert_eq!(sessions[0].ints, vec![11, -1]);
+}
+
+#[test]
+fn unselected_columns_not_checked() {
+    let text = [
+        "1\t5\t\n".to_string(),
+        document_line_with("1", "aa01", "201", "1", &[(16, "n/a"), (4, "x")]),
+    ]
+    .concat();
+    let (sessions, error, _) = parse_all(&text, ErrorPolicy::Strict);
+    assert!(error.is_none(), "{error:?}");
+    assert!(sessions[0].floats.is_empty() && sessions[0].ints.is_empty());
+}
+
+#[test]
+fn invalid_behaviour_value_names_column() {
+    let cases = [
+        ("dwelling_time", 16, "1,5"),
+        ("full_displayed_count", 26, "nan"),
+        ("multimedia_type", 4, "3.0"),
+        ("displayed_time_top", 17, ""),
+    ];
+    for (name, index, value) in cases {
+        let text = [
+            "1\t5\t\n".to_string(),
+            document_line_with("1", "aa01", "201", "1", &[(index, value)]),
+        ]
+        .concat();
+        let (_, error, _) = parse_with(&text, ErrorPolicy::Strict, &behaviour_options(&[name]));
+        let error = expect_parse_error(error);
+        assert_eq!(error.field.name(), name);
+        assert_eq!(error.text, value);
+        assert_eq!(error.lineno, 2);
+    }
+}
+
+#[test]
+fn text_key_hashes_title_and_abstract() {
+    let text = [
+        "1\t5\t\n".to_string(),
+        document_line("1", "-", "201\x01202", "0"),
+        document_line("2", "aa02", "201\x01202", "1"),
+    ]
+    .concat();
+    let options = ReaderOptions::default().with_document_key("text").unwrap();
+    let (sessions, error, _) = parse_with(&text, ErrorPolicy::Strict, &options);
+    assert!(error.is_none(), "the URL MD5 is not used: {error:?}");
+    let expected = text_document_fingerprint(b"201\x01202", b"301\x01302");
+    assert_eq!(sessions[0].results[0].document_key, expected);
+    assert_eq!(sessions[0].results[1].document_key, expected);
+
+    let bad = [
+        "1\t5\t\n".to_string(),
+        document_line("1", "aa01", "20\u{e9}1", "0"),
+    ]
+    .concat();
+    let (_, error, _) = parse_with(&bad, ErrorPolicy::Strict, &options);
+    assert_eq!(expect_parse_error(error).field, Field::Title);
+}
+
+#[test]
+fn invalid_bytes_are_field_errors() {
+    let query = "1\t5\u{e9}\t\n".to_string() + &document_line("1", "aa01", "201", "0");
+    let (_, error, _) = parse_all(&query, ErrorPolicy::Strict);
+    assert_eq!(expect_parse_error(error).field, Field::Query);
+
+    let url = "1\t5\t\n".to_string() + &document_line("1", "a\u{e9}", "201", "0");
+    let (_, error, _) = parse_all(&url, ErrorPolicy::Strict);
+    assert_eq!(expect_parse_error(error).field, Field::UrlMd5);
 }

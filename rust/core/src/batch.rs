@@ -8,8 +8,11 @@
 //! | `doc_id`, `query_doc_id`, `query_doc_hash`, `position` | FixedSizeList<Int32, P> | `[batch, positions]` |
 //! | `click`, `mask` | FixedSizeList<UInt8, P> | `[batch, positions]` |
 //! | `weight` | Float32 | `[batch]` |
+//! | extra columns (behaviour signals, `label`) | FixedSizeList<Float32 or Int32, P> | `[batch, positions]` |
 //!
-//! No array has a validity bitmap: padding slots hold 0 and `mask` marks the real results. Every
+//! No array has a validity bitmap. Padding slots of the contract columns contain 0, and `mask`
+//! marks the real results. Padding slots of the extra columns contain their missing value (NaN
+//! or -1). Every
 //! buffer comes from an Arrow `BufferBuilder`, whose allocations are aligned to at least 64 bytes,
 //! so numpy can view a flattened column without a copy and JAX's CPU backend can alias it.
 
@@ -20,7 +23,9 @@ use arrow_array::{ArrayRef, ArrowPrimitiveType, FixedSizeListArray, PrimitiveArr
 use arrow_buffer::{ArrowNativeType, BufferBuilder};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use crate::behaviour::ValueKind;
 use crate::error::Result;
+use crate::options::ExtraColumn;
 use crate::session::Session;
 use crate::stats::Stats;
 use crate::vocabulary::{self, Vocabulary, PADDING_ID};
@@ -29,11 +34,12 @@ use crate::vocabulary::{self, Vocabulary, PADDING_ID};
 /// `batch_size` costs memory only once it is filled.
 const INITIAL_ROWS: usize = 4096;
 
-/// Returns the schema of a batch with `positions` slots per row.
-pub fn batch_schema(positions: usize) -> SchemaRef {
+/// Returns the schema of a batch with `positions` slots per row and the given extra columns after
+/// the contract columns.
+pub fn batch_schema(positions: usize, extra: &[ExtraColumn]) -> SchemaRef {
     // `positions` is validated to fit in i32 by the reader options.
     let list = |item: DataType| DataType::FixedSizeList(list_item(item), positions as i32);
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("query_id", DataType::Int32, false),
         Field::new("doc_id", list(DataType::Int32), false),
         Field::new("query_doc_id", list(DataType::Int32), false),
@@ -42,7 +48,24 @@ pub fn batch_schema(positions: usize) -> SchemaRef {
         Field::new("click", list(DataType::UInt8), false),
         Field::new("mask", list(DataType::UInt8), false),
         Field::new("weight", DataType::Float32, false),
-    ]))
+    ];
+    for column in extra {
+        let item = match column.kind {
+            ValueKind::Float32 => DataType::Float32,
+            ValueKind::Int32 => DataType::Int32,
+        };
+        fields.push(Field::new(column.name, list(item), false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Values of one extra column, and where its values sit in each result's block of session values.
+struct ExtraBuffer {
+    kind: ValueKind,
+    /// Index among the session's values of the same kind.
+    offset: usize,
+    floats: BufferBuilder<f32>,
+    ints: BufferBuilder<i32>,
 }
 
 /// Ids of one row, computed before anything is appended so that a failed lookup leaves the
@@ -71,16 +94,40 @@ pub struct BatchBuilder {
     click: BufferBuilder<u8>,
     mask: BufferBuilder<u8>,
     weight: BufferBuilder<f32>,
+    extra: Vec<ExtraBuffer>,
+    /// Float and int values per result in a session.
+    float_width: usize,
+    int_width: usize,
 }
 
 impl BatchBuilder {
-    /// Creates a builder for batches of up to `batch_size` rows of `positions` slots.
-    pub fn new(positions: usize, batch_size: usize) -> Self {
+    /// Creates a builder for batches of up to `batch_size` rows of `positions` slots, with the
+    /// extra columns in this order. A session pushed must hold one value per result for each
+    /// extra column, float columns in `floats` and int columns in `ints`, in column order.
+    pub fn new(positions: usize, batch_size: usize, extra: &[ExtraColumn]) -> Self {
+        let mut float_width = 0;
+        let mut int_width = 0;
+        let extra_buffers = extra
+            .iter()
+            .map(|column| {
+                let width = match column.kind {
+                    ValueKind::Float32 => &mut float_width,
+                    ValueKind::Int32 => &mut int_width,
+                };
+                *width += 1;
+                ExtraBuffer {
+                    kind: column.kind,
+                    offset: *width - 1,
+                    floats: BufferBuilder::new(0),
+                    ints: BufferBuilder::new(0),
+                }
+            })
+            .collect();
         let mut builder = BatchBuilder {
             positions,
             batch_size,
             rows: 0,
-            schema: batch_schema(positions),
+            schema: batch_schema(positions, extra),
             row: RowIds::default(),
             query_id: BufferBuilder::new(0),
             doc_id: BufferBuilder::new(0),
@@ -90,6 +137,9 @@ impl BatchBuilder {
             click: BufferBuilder::new(0),
             mask: BufferBuilder::new(0),
             weight: BufferBuilder::new(0),
+            extra: extra_buffers,
+            float_width,
+            int_width,
         };
         builder.reserve(batch_size.min(INITIAL_ROWS));
         builder
@@ -106,6 +156,12 @@ impl BatchBuilder {
         self.click.reserve(slots);
         self.mask.reserve(slots);
         self.weight.reserve(rows);
+        for column in &mut self.extra {
+            match column.kind {
+                ValueKind::Float32 => column.floats.reserve(slots),
+                ValueKind::Int32 => column.ints.reserve(slots),
+            }
+        }
     }
 
     /// Schema of the batches this builder produces.
@@ -183,6 +239,20 @@ impl BatchBuilder {
         self.mask.append_n(real, 1);
         self.mask.append_n(padding, 0);
         self.weight.append(1.0);
+        for column in &mut self.extra {
+            match column.kind {
+                ValueKind::Float32 => {
+                    let values = strided(&session.floats, self.float_width, column.offset, real);
+                    column.floats.extend(values);
+                    column.floats.append_n(padding, f32::MISSING);
+                }
+                ValueKind::Int32 => {
+                    let values = strided(&session.ints, self.int_width, column.offset, real);
+                    column.ints.extend(values);
+                    column.ints.append_n(padding, i32::MISSING);
+                }
+            }
+        }
         self.rows += 1;
         Ok(())
     }
@@ -201,12 +271,49 @@ impl BatchBuilder {
             padded::<UInt8Type>(&mut self.mask, size)?,
             Arc::new(primitive::<Float32Type>(&mut self.weight)),
         ];
+        let mut columns = columns;
+        for column in &mut self.extra {
+            columns.push(match column.kind {
+                ValueKind::Float32 => padded::<Float32Type>(&mut column.floats, size)?,
+                ValueKind::Int32 => padded::<Int32Type>(&mut column.ints, size)?,
+            });
+        }
 
         // Finishing leaves the builders empty. The next batch is likely as large as this one.
         let rows = std::mem::take(&mut self.rows);
         self.reserve(rows.max(INITIAL_ROWS).min(self.batch_size));
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// Values of column `offset` for the first `results` results, from a row-major block of `width`
+/// values per result. A session with fewer values than that yields the missing value for the
+/// rest, so a parser that breaks the promise of [`BatchBuilder::new`] cannot misalign a batch.
+fn strided<T: Copy + MissingValue>(
+    values: &[T],
+    width: usize,
+    offset: usize,
+    results: usize,
+) -> impl Iterator<Item = T> + '_ {
+    (0..results).map(move |result| {
+        values
+            .get(result * width + offset)
+            .copied()
+            .unwrap_or(T::MISSING)
+    })
+}
+
+/// The value of an extra column where the log has none.
+trait MissingValue {
+    const MISSING: Self;
+}
+
+impl MissingValue for f32 {
+    const MISSING: f32 = f32::NAN;
+}
+
+impl MissingValue for i32 {
+    const MISSING: i32 = -1;
 }
 
 /// Item field of every padded column: values are never null.

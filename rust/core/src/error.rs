@@ -4,7 +4,8 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 /// Maximum number of characters of offending input kept in a [`ParseError`].
 pub const MAX_TEXT_CHARS: usize = 80;
@@ -51,6 +52,10 @@ pub enum Error {
         allowed: String,
     },
 
+    /// A column of an in-memory table with a type or values that cannot make sessions.
+    #[error("invalid column {column}: {reason}")]
+    InvalidColumn { column: String, reason: String },
+
     /// A vocabulary table that already contains the maximum number of int32 ids.
     #[error(
         "the {table} vocabulary is full at {limit} entries, the maximum for int32 ids; freeze the \
@@ -66,63 +71,128 @@ pub enum Error {
 /// Result type of the data layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Fields that a parse error can name. Each also names a `skipped_<field>` counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Field {
-    /// A whole line: wrong field count, or a document line before any query line (Baidu).
-    Line,
+/// Declares [`Field`] with the name of each variant, so that the list of fields, their names and
+/// their `skipped_<field>` counters cannot drift apart.
+macro_rules! fields {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)+) => {
+        /// Fields that a parse error can name. Each also names a `skipped_<field>` counter.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Field {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Field {
+            /// Every field, in the order of the `skipped_<field>` counters.
+            pub const ALL: [Field; [$($name),+].len()] = [$(Field::$variant),+];
+
+            /// Name of the field as it appears in error messages and in `ParseError.field`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Field::$variant => $name,)+
+                }
+            }
+
+            /// Name of the counter of sessions skipped because of this field.
+            pub fn skipped_counter(self) -> &'static str {
+                match self {
+                    $(Field::$variant => concat!("skipped_", $name),)+
+                }
+            }
+        }
+    };
+}
+
+fields! {
+    /// A whole line: wrong field count, a document line before any query line (Baidu), or a
+    /// line that is not valid in its place.
+    Line => "line",
     /// Baidu field 0, the rank as logged.
-    Pos,
+    Pos => "pos",
     /// Baidu field 1, the URL MD5 that identifies a document.
-    UrlMd5,
+    UrlMd5 => "url_md5",
     /// Baidu field 5, the click flag.
-    Click,
+    Click => "click",
     /// WSCD query key before the TAB.
-    QueryKey,
-    /// WSCD url list before the `:`.
-    Urls,
-    /// WSCD click list after the `:`.
-    Clicks,
+    QueryKey => "query_key",
+    /// WSCD and ClickModels URL list.
+    Urls => "urls",
+    /// WSCD and ClickModels click list.
+    Clicks => "clicks",
+    /// Query tokens (Baidu, annotation files) or query text (ClickModels).
+    Query => "query",
+    /// Title tokens of a Baidu result.
+    Title => "title",
+    /// Abstract tokens of a Baidu result.
+    Abstract => "abstract",
+    /// Baidu field 4, the multimedia type.
+    MultimediaType => "multimedia_type",
+    /// Baidu behaviour field 8.
+    Skip => "skip",
+    /// Baidu behaviour field 9.
+    SerpHeight => "serp_height",
+    /// Baidu behaviour field 10.
+    DisplayedTime => "displayed_time",
+    /// Baidu behaviour field 11.
+    DisplayedTimeMiddle => "displayed_time_middle",
+    /// Baidu behaviour field 12.
+    FirstClick => "first_click",
+    /// Baidu behaviour field 13.
+    DisplayedCount => "displayed_count",
+    /// Baidu behaviour field 14.
+    SerpMaxShowHeight => "serp_max_show_height",
+    /// Baidu behaviour field 15.
+    SlipoffCountAfterClick => "slipoff_count_after_click",
+    /// Baidu behaviour field 16.
+    DwellingTime => "dwelling_time",
+    /// Baidu behaviour field 17.
+    DisplayedTimeTop => "displayed_time_top",
+    /// Baidu behaviour field 18.
+    SerpToTop => "serp_to_top",
+    /// Baidu behaviour field 19.
+    DisplayedCountTop => "displayed_count_top",
+    /// Baidu behaviour field 20.
+    DisplayedCountBottom => "displayed_count_bottom",
+    /// Baidu behaviour field 21.
+    SlipoffCount => "slipoff_count",
+    /// Baidu behaviour field 23.
+    FinalClick => "final_click",
+    /// Baidu behaviour field 24.
+    DisplayedTimeBottom => "displayed_time_bottom",
+    /// Baidu behaviour field 25.
+    ClickCount => "click_count",
+    /// Baidu behaviour field 26, the second "Displayed Count" of the dataset README.
+    FullDisplayedCount => "full_displayed_count",
+    /// Baidu behaviour field 28.
+    LastClick => "last_click",
+    /// Baidu behaviour field 29.
+    ReverseDisplayCount => "reverse_display_count",
+    /// Baidu behaviour field 30.
+    DisplayedCountMiddle => "displayed_count_middle",
+    /// Expert relevance label (annotation files, Yandex relevance labels).
+    Label => "label",
+    /// Search-frequency bucket of an annotation file.
+    FrequencyBucket => "frequency_bucket",
+    /// Yandex session id.
+    SessionId => "session_id",
+    /// Yandex time since the start of the session.
+    TimePassed => "time_passed",
+    /// Yandex record type, `Q` or `C`.
+    ActionType => "action_type",
+    /// Yandex query id.
+    QueryId => "query_id",
+    /// Yandex region id.
+    RegionId => "region_id",
+    /// Yandex URL id.
+    UrlId => "url_id",
+    /// ClickModels region.
+    Region => "region",
+    /// ClickModels probability of a vertical intent, in [0, 1].
+    IntentWeight => "intent_weight",
+    /// ClickModels presentation types of the results.
+    Layout => "layout",
 }
 
 impl Field {
-    /// Every field, in the order of the `skipped_<field>` counters.
-    pub const ALL: [Field; 7] = [
-        Field::Line,
-        Field::Pos,
-        Field::UrlMd5,
-        Field::Click,
-        Field::QueryKey,
-        Field::Urls,
-        Field::Clicks,
-    ];
-
-    /// Name of the field as it appears in error messages and in `ParseError.field`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::Line => "line",
-            Field::Pos => "pos",
-            Field::UrlMd5 => "url_md5",
-            Field::Click => "click",
-            Field::QueryKey => "query_key",
-            Field::Urls => "urls",
-            Field::Clicks => "clicks",
-        }
-    }
-
-    /// Name of the counter of sessions skipped because of this field.
-    pub fn skipped_counter(self) -> &'static str {
-        match self {
-            Field::Line => "skipped_line",
-            Field::Pos => "skipped_pos",
-            Field::UrlMd5 => "skipped_url_md5",
-            Field::Click => "skipped_click",
-            Field::QueryKey => "skipped_query_key",
-            Field::Urls => "skipped_urls",
-            Field::Clicks => "skipped_clicks",
-        }
-    }
-
     /// Position of the field in [`Field::ALL`].
     pub fn index(self) -> usize {
         self as usize
@@ -164,6 +234,91 @@ impl FieldError {
             text: self.text,
             expected: self.expected.into_owned(),
         }))
+    }
+}
+
+/// Policy for malformed sessions and corrupt gzip files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorPolicy {
+    /// Raise the first parse error, and raise on a corrupt gzip file.
+    Strict,
+    /// Drop malformed sessions and corrupt files, and count them.
+    Skip,
+}
+
+impl ErrorPolicy {
+    /// Names accepted by [`ErrorPolicy::from_str`].
+    pub const NAMES: [&'static str; 2] = ["strict", "skip"];
+}
+
+impl FromStr for ErrorPolicy {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "strict" => Ok(ErrorPolicy::Strict),
+            "skip" => Ok(ErrorPolicy::Skip),
+            _ => Err(invalid_choice("on_error", name, &ErrorPolicy::NAMES)),
+        }
+    }
+}
+
+/// Returns the error for an option value outside a fixed set of names.
+pub fn invalid_choice(name: &'static str, value: &str, allowed: &[&str]) -> Error {
+    let quoted: Vec<String> = allowed.iter().map(|name| format!("{name:?}")).collect();
+    Error::InvalidOption {
+        name,
+        value: format!("{value:?}"),
+        allowed: format!("one of {}", quoted.join(", ")),
+    }
+}
+
+/// Applies the error policy of one parser to the malformed sessions it finds.
+#[derive(Clone, Debug)]
+pub struct Rejector {
+    policy: ErrorPolicy,
+    /// Whether a skipped session was already logged at warning level. Later ones are logged at
+    /// debug level, so that a damaged file does not flood the log.
+    logged_skip: bool,
+}
+
+impl Rejector {
+    pub fn new(policy: ErrorPolicy) -> Self {
+        Rejector {
+            policy,
+            logged_skip: false,
+        }
+    }
+
+    /// Creates a rejector that logs every skipped session at debug level, for a second pass over
+    /// files whose problems a first pass has already logged.
+    pub fn quiet(policy: ErrorPolicy) -> Self {
+        Rejector {
+            policy,
+            logged_skip: true,
+        }
+    }
+
+    pub fn policy(&self) -> ErrorPolicy {
+        self.policy
+    }
+
+    /// Returns the error under `strict`. Under `skip` it logs the error and returns Ok, and the
+    /// caller drops the session and counts it.
+    pub fn reject(&mut self, error: FieldError, path: &Path, lineno: u64) -> Result<()> {
+        let error = error.at(path.to_path_buf(), lineno);
+        match self.policy {
+            ErrorPolicy::Strict => Err(error),
+            ErrorPolicy::Skip => {
+                if self.logged_skip {
+                    log::debug!("skipping a malformed session: {error}");
+                } else {
+                    log::warn!("skipping a malformed session: {error}");
+                    self.logged_skip = true;
+                }
+                Ok(())
+            }
+        }
     }
 }
 

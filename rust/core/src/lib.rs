@@ -1,7 +1,8 @@
 //! Parses search-engine click logs into padded Arrow record batches for click models.
 //!
-//! A [`BatchReader`] reads Baidu-ULTR or WSCD log files, plain or gzip-compressed, and yields one
-//! row per search session with `P` result slots. A row has dense query, document and
+//! A [`BatchReader`] reads Baidu-ULTR (click logs and annotation files), Yandex, WSCD or
+//! ClickModels log files, plain or gzip-compressed, and yields one row per search session with `P`
+//! result slots. A row has dense query, document and
 //! query-document ids from a shared [`Vocabulary`], the displayed positions, the clicks, and a
 //! mask of real results; the [`batch`] module describes the columns. This crate has no Python
 //! dependency, and the bindings crate exposes it as `clickjax._native`.
@@ -22,21 +23,31 @@
 
 #![forbid(unsafe_code)]
 
+pub mod annotation;
 pub mod baidu;
 pub mod batch;
+pub mod behaviour;
+pub mod clickmodels;
+pub mod columnar;
 pub mod error;
+pub mod fields;
 pub mod input;
+pub mod labels;
+pub mod options;
 pub mod reader;
 pub mod session;
 pub mod stats;
 pub mod vocabulary;
 pub mod wscd;
+pub mod yandex;
 
 #[cfg(test)]
 mod test_files;
 
 pub use batch::{batch_schema, BatchBuilder};
-pub use error::{Error, Field, ParseError, Result};
-pub use reader::{BatchReader, ErrorPolicy, Format, ReaderOptions, SharedVocabulary};
+pub use error::{Error, ErrorPolicy, Field, ParseError, Result};
+pub use labels::{read_relevance_labels, LabelStats, RelevanceLabels};
+pub use options::{DocumentKey, Format, QueryKey, ReaderOptions};
+pub use reader::{BatchReader, SharedVocabulary};
 pub use stats::Stats;
 pub use vocabulary::Vocabulary;

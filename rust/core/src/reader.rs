@@ -4,142 +4,66 @@
 //! Files are read one after another in the given order, so dense ids follow file order and then
 //! line order. Parsing produces fingerprints only and ids are assigned as rows enter a batch, so a
 //! later version can parse files in worker threads and keep the same ids.
+//!
+//! Two options need to see the whole input before the first row: `positions=None` (pad to the
+//! largest position of a result, so that no result is truncated) and `min_sessions_per_query` above 1 (count the sessions of each query). With
+//! either, the first call to `next` reads every file once without building rows, and the rows
+//! come from a second read. That first pass applies the same rules, so both passes see the same
+//! sessions. Under `on_error="strict"` a malformed line then fails before any batch is returned.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
-use std::str::FromStr;
+use std::hash::BuildHasherDefault;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
 
+use crate::annotation::AnnotationParser;
 use crate::baidu::BaiduParser;
 use crate::batch::BatchBuilder;
-use crate::error::{Error, Result};
+use crate::clickmodels::ClickModelsParser;
+use crate::error::{Error, Rejector, Result};
 use crate::input::LineReader;
 use crate::session::{Session, SessionRules, SessionSource};
 use crate::stats::Stats;
-use crate::vocabulary::Vocabulary;
+use crate::vocabulary::{FingerprintHasher, Vocabulary};
 use crate::wscd::WscdParser;
+use crate::yandex::YandexParser;
 
-/// Largest number of positions per row.
-pub const MAX_POSITIONS: usize = 1000;
-
-/// Largest number of rows per batch.
-pub const MAX_BATCH_SIZE: usize = 1 << 24;
+pub use crate::error::ErrorPolicy;
+pub use crate::options::{Format, ParserConfig, ReaderOptions, MAX_BATCH_SIZE, MAX_POSITIONS};
 
 /// A vocabulary shared between readers and the caller.
 pub type SharedVocabulary = Arc<Mutex<Vocabulary>>;
 
-/// Log formats that the reader parses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// Baidu-ULTR raw training sessions.
-    Baidu,
-    /// The WSCD sample format of PyClick's examples.
-    Wscd,
+/// Sessions per query fingerprint, from the first pass.
+type QueryCounts = HashMap<u64, u32, BuildHasherDefault<FingerprintHasher>>;
+
+/// Opens the parser of `format` on one file.
+fn open_parser(
+    format: Format,
+    path: &Path,
+    config: &ParserConfig,
+    rejector: Rejector,
+) -> Result<Box<dyn SessionSource>> {
+    let lines = LineReader::open(path)?;
+    Ok(match format {
+        Format::Baidu => Box::new(BaiduParser::new(lines, rejector, config)),
+        Format::BaiduAnnotation => Box::new(AnnotationParser::new(lines, rejector)),
+        Format::Yandex => Box::new(YandexParser::new(lines, rejector, config)),
+        Format::Wscd => Box::new(WscdParser::new(lines, rejector)),
+        Format::ClickModels => Box::new(ClickModelsParser::new(lines, rejector)),
+    })
 }
 
-impl Format {
-    /// Names accepted by [`Format::from_str`].
-    pub const NAMES: [&'static str; 2] = ["baidu", "wscd"];
-}
-
-impl FromStr for Format {
-    type Err = Error;
-
-    fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "baidu" => Ok(Format::Baidu),
-            "wscd" => Ok(Format::Wscd),
-            _ => Err(invalid_choice("format", name, &Format::NAMES)),
-        }
-    }
-}
-
-/// Policy for malformed sessions and corrupt gzip files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorPolicy {
-    /// Raise the first parse error, and raise on a corrupt gzip file.
-    Strict,
-    /// Drop malformed sessions and corrupt files, and count them.
-    Skip,
-}
-
-impl ErrorPolicy {
-    /// Names accepted by [`ErrorPolicy::from_str`].
-    pub const NAMES: [&'static str; 2] = ["strict", "skip"];
-}
-
-impl FromStr for ErrorPolicy {
-    type Err = Error;
-
-    fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "strict" => Ok(ErrorPolicy::Strict),
-            "skip" => Ok(ErrorPolicy::Skip),
-            _ => Err(invalid_choice("on_error", name, &ErrorPolicy::NAMES)),
-        }
-    }
-}
-
-fn invalid_choice(name: &'static str, value: &str, allowed: &[&str]) -> Error {
-    let quoted: Vec<String> = allowed.iter().map(|name| format!("{name:?}")).collect();
-    Error::InvalidOption {
-        name,
-        value: format!("{value:?}"),
-        allowed: format!("one of {}", quoted.join(", ")),
-    }
-}
-
-/// Checked options of a [`BatchReader`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReaderOptions {
-    /// Slots per row, P.
-    pub positions: usize,
-    /// Rows per batch; the last batch can be shorter.
-    pub batch_size: usize,
-    pub on_error: ErrorPolicy,
-    pub drop_sessions_without_clicks: bool,
-}
-
-impl ReaderOptions {
-    /// Checks raw option values as a caller passes them.
-    pub fn new(
-        positions: i64,
-        batch_size: i64,
-        on_error: &str,
-        drop_sessions_without_clicks: bool,
-    ) -> Result<Self> {
-        Ok(ReaderOptions {
-            positions: checked_count("positions", positions, MAX_POSITIONS)?,
-            batch_size: checked_count("batch_size", batch_size, MAX_BATCH_SIZE)?,
-            on_error: on_error.parse()?,
-            drop_sessions_without_clicks,
-        })
-    }
-}
-
-impl Default for ReaderOptions {
-    fn default() -> Self {
-        ReaderOptions {
-            positions: 10,
-            batch_size: 1024,
-            on_error: ErrorPolicy::Strict,
-            drop_sessions_without_clicks: false,
-        }
-    }
-}
-
-fn checked_count(name: &'static str, value: i64, max: usize) -> Result<usize> {
-    match usize::try_from(value) {
-        Ok(count) if (1..=max).contains(&count) => Ok(count),
-        _ => Err(Error::InvalidOption {
-            name,
-            value: value.to_string(),
-            allowed: format!("an integer from 1 to {max}"),
-        }),
-    }
+/// Measurements of the first pass.
+struct Scan {
+    /// Largest position of a result in a session that passed the rules. Rows need this many
+    /// slots, which can exceed the number of results where the log dropped a result.
+    longest: usize,
+    /// Sessions per query that passed the rules; None when not counted.
+    query_counts: Option<QueryCounts>,
 }
 
 /// An iterator of record batches over click-log files.
@@ -148,9 +72,15 @@ pub struct BatchReader {
     paths: Vec<PathBuf>,
     next_path: usize,
     source: Option<Box<dyn SessionSource>>,
-    on_error: ErrorPolicy,
+    options: ReaderOptions,
+    config: ParserConfig,
     rules: SessionRules,
-    builder: BatchBuilder,
+    /// Created by [`BatchReader::prepare`], once the number of positions is known.
+    builder: Option<BatchBuilder>,
+    /// Sessions per query from the first pass, when `min_sessions_per_query` is above 1.
+    query_counts: Option<QueryCounts>,
+    /// Whether the files were read once already, so that skipped sessions are logged only once.
+    scanned: bool,
     vocabulary: SharedVocabulary,
     session: Session,
     stats: Stats,
@@ -166,6 +96,7 @@ impl fmt::Debug for BatchReader {
             .field("format", &self.format)
             .field("paths", &self.paths)
             .field("next_path", &self.next_path)
+            .field("options", &self.options)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -174,12 +105,15 @@ impl fmt::Debug for BatchReader {
 impl BatchReader {
     /// Creates a reader of `paths` in the given order. Every path must exist now, so that a
     /// typo fails before any work; files are opened only when their turn comes.
+    ///
+    /// Fails with [`Error::InvalidOption`] when an option does not apply to the format.
     pub fn new(
         format: Format,
         paths: Vec<PathBuf>,
         vocabulary: SharedVocabulary,
         options: ReaderOptions,
     ) -> Result<Self> {
+        let config = options.parser_config(format)?;
         for path in &paths {
             if let Err(source) = std::fs::metadata(path) {
                 return Err(match source.kind() {
@@ -191,17 +125,22 @@ impl BatchReader {
                 });
             }
         }
+        let rules = SessionRules {
+            positions: options.positions.unwrap_or(MAX_POSITIONS),
+            drop_sessions_without_clicks: options.drop_sessions_without_clicks,
+            min_results: options.min_results,
+        };
         Ok(BatchReader {
             format,
             paths,
             next_path: 0,
             source: None,
-            on_error: options.on_error,
-            rules: SessionRules {
-                positions: options.positions,
-                drop_sessions_without_clicks: options.drop_sessions_without_clicks,
-            },
-            builder: BatchBuilder::new(options.positions, options.batch_size),
+            options,
+            config,
+            rules,
+            builder: None,
+            query_counts: None,
+            scanned: false,
             vocabulary,
             session: Session::default(),
             stats: Stats::default(),
@@ -215,9 +154,84 @@ impl BatchReader {
         &self.stats
     }
 
-    /// Schema of every batch.
-    pub fn schema(&self) -> SchemaRef {
-        self.builder.schema()
+    /// Slots per row: the `positions` option, or the largest position of a kept result once the
+    /// first pass is done; None before then.
+    pub fn positions(&self) -> Option<usize> {
+        match &self.builder {
+            Some(_) => Some(self.rules.positions),
+            None => self.options.positions,
+        }
+    }
+
+    /// Reads the files once if an option needs it and creates the batch builder.
+    fn prepare(&mut self) -> Result<()> {
+        if self.builder.is_some() {
+            return Ok(());
+        }
+        let count_queries = self.options.min_sessions_per_query > 1;
+        if self.options.positions.is_none() || count_queries {
+            let scan = self.first_pass(count_queries)?;
+            self.scanned = true;
+            if self.options.positions.is_none() {
+                self.rules.positions = scan.longest.max(1);
+            }
+            self.query_counts = scan.query_counts;
+        }
+        let extra = self.config.extra_columns(self.format);
+        self.builder = Some(BatchBuilder::new(
+            self.rules.positions,
+            self.options.batch_size,
+            &extra,
+        ));
+        Ok(())
+    }
+
+    /// Reads every file once for the first pass, applying the session rules without building
+    /// rows, and measures the largest rank and the sessions of each query.
+    fn first_pass(&self, count_queries: bool) -> Result<Scan> {
+        let mut scan = Scan {
+            longest: 0,
+            query_counts: count_queries.then(QueryCounts::default),
+        };
+        // Counters of the first pass are thrown away; the second pass counts the same events.
+        let mut stats = Stats::default();
+        let mut session = Session::default();
+        for path in &self.paths {
+            let rejector = Rejector::new(self.options.on_error);
+            let mut source = open_parser(self.format, path, &self.config, rejector)?;
+            loop {
+                match source.next_session(&mut session, &mut stats) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    // The second pass logs and counts the damage.
+                    Err(Error::CorruptInput { .. })
+                        if self.options.on_error == ErrorPolicy::Skip =>
+                    {
+                        break
+                    }
+                    Err(error) => return Err(error),
+                }
+                if !self.rules.apply(&mut session, &mut stats) {
+                    continue;
+                }
+                let last = session.results.last().map_or(0, |result| result.position);
+                scan.longest = scan.longest.max(last as usize);
+                if let Some(counts) = &mut scan.query_counts {
+                    let count = counts.entry(session.query_key).or_insert(0);
+                    *count = count.saturating_add(1);
+                }
+            }
+        }
+        Ok(scan)
+    }
+
+    /// Returns false if the query of a session that passed the rules has too few sessions.
+    fn query_is_frequent(&self, query_key: u64) -> bool {
+        let Some(counts) = &self.query_counts else {
+            return true;
+        };
+        let count = counts.get(&query_key).copied().unwrap_or(0);
+        u64::from(count) >= self.options.min_sessions_per_query
     }
 
     /// Reads the next well-formed session of any remaining file into `self.session`.
@@ -239,7 +253,9 @@ impl BatchReader {
                 }
                 // The file is read; the next turn of the loop opens the next one.
                 Ok(false) => {}
-                Err(error @ Error::CorruptInput { .. }) if self.on_error == ErrorPolicy::Skip => {
+                Err(error @ Error::CorruptInput { .. })
+                    if self.options.on_error == ErrorPolicy::Skip =>
+                {
                     log::warn!("skipping the rest of a corrupt input: {error}");
                     self.stats.corrupt_inputs += 1;
                 }
@@ -254,31 +270,45 @@ impl BatchReader {
             return Ok(None);
         };
         self.next_path += 1;
-        let lines = LineReader::open(path)?;
-        Ok(Some(match self.format {
-            Format::Baidu => Box::new(BaiduParser::new(lines, self.on_error)),
-            Format::Wscd => Box::new(WscdParser::new(lines, self.on_error)),
-        }))
+        let rejector = if self.scanned {
+            Rejector::quiet(self.options.on_error)
+        } else {
+            Rejector::new(self.options.on_error)
+        };
+        open_parser(self.format, path, &self.config, rejector).map(Some)
     }
 
     /// Fills the batch builder until it is full, the input ends, or an error occurs.
     fn fill_batch(&mut self) -> Result<()> {
+        self.prepare()?;
         let vocabulary = Arc::clone(&self.vocabulary);
         // A poisoned lock only means another thread panicked while holding it; the vocabulary
         // is still consistent because every insert is a single map operation.
         let mut vocabulary = vocabulary.lock().unwrap_or_else(PoisonError::into_inner);
-        while !self.builder.is_full() {
+        while !self.builder.as_ref().is_some_and(BatchBuilder::is_full) {
             if !self.read_session()? {
                 self.finished = true;
                 break;
             }
-            if self.rules.apply(&mut self.session, &mut self.stats) {
-                self.builder
-                    .push(&self.session, &mut vocabulary, &mut self.stats)?;
+            if !self.rules.apply(&mut self.session, &mut self.stats) {
+                continue;
+            }
+            if !self.query_is_frequent(self.session.query_key) {
+                self.stats.sessions_dropped_rare_query += 1;
+                continue;
+            }
+            if let Some(builder) = &mut self.builder {
+                builder.push(&self.session, &mut vocabulary, &mut self.stats)?;
                 self.stats.sessions_kept += 1;
             }
         }
         Ok(())
+    }
+
+    fn has_rows(&self) -> bool {
+        self.builder
+            .as_ref()
+            .is_some_and(|builder| !builder.is_empty())
     }
 }
 
@@ -297,18 +327,22 @@ impl Iterator for BatchReader {
 
         if let Err(error) = self.fill_batch() {
             self.finished = true;
-            if self.builder.is_empty() {
+            if !self.has_rows() {
                 return Some(Err(error));
             }
             self.pending_error = Some(error);
         }
-        if self.builder.is_empty() {
-            return None;
+        match &mut self.builder {
+            Some(builder) if !builder.is_empty() => Some(builder.finish()),
+            _ => None,
         }
-        Some(self.builder.finish())
     }
 }
 
 #[cfg(test)]
 #[path = "reader_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "reader_rules_tests.rs"]
+mod rules_tests;

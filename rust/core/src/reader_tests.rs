@@ -18,7 +18,7 @@ use crate::vocabulary::{
 
 fn options(positions: usize, batch_size: usize) -> ReaderOptions {
     ReaderOptions {
-        positions,
+        positions: Some(positions),
         batch_size,
         ..ReaderOptions::default()
     }
@@ -456,6 +456,8 @@ fn stats_account_for_every_session() {
             + stats.sessions_skipped
             + stats.sessions_without_results
             + stats.sessions_dropped_without_clicks
+            + stats.sessions_dropped_few_results
+            + stats.sessions_dropped_rare_query
     );
 }
 
@@ -469,7 +471,7 @@ fn columns_have_contract_layout() {
         options(3, 2),
     );
     let batch = &batches[0];
-    assert_eq!(batch.schema(), crate::batch::batch_schema(3));
+    assert_eq!(batch.schema(), crate::batch::batch_schema(3, &[]));
     let names: Vec<String> = batch
         .schema()
         .fields()
@@ -511,24 +513,28 @@ fn columns_have_contract_layout() {
 #[test]
 fn invalid_options_rejected() {
     let cases = [
-        (ReaderOptions::new(0, 10, "strict", false), "positions", "0"),
         (
-            ReaderOptions::new(1001, 10, "strict", false),
+            ReaderOptions::new(Some(0), 10, "strict", false),
+            "positions",
+            "0",
+        ),
+        (
+            ReaderOptions::new(Some(1001), 10, "strict", false),
             "positions",
             "1001",
         ),
         (
-            ReaderOptions::new(10, 0, "strict", false),
+            ReaderOptions::new(Some(10), 0, "strict", false),
             "batch_size",
             "0",
         ),
         (
-            ReaderOptions::new(10, -5, "strict", false),
+            ReaderOptions::new(Some(10), -5, "strict", false),
             "batch_size",
             "-5",
         ),
         (
-            ReaderOptions::new(10, 10, "ignore", false),
+            ReaderOptions::new(Some(10), 10, "ignore", false),
             "on_error",
             "\"ignore\"",
         ),
@@ -547,12 +553,12 @@ fn invalid_options_rejected() {
             other => panic!("expected InvalidOption for {expected_name}, got {other:?}"),
         }
     }
-    assert!(ReaderOptions::new(1000, 1, "skip", true).is_ok());
+    assert!(ReaderOptions::new(Some(1000), 1, "skip", true).is_ok());
 
-    let error = "yandex".parse::<Format>().unwrap_err();
+    let error = "csv".parse::<Format>().unwrap_err();
     assert_eq!(
         error.to_string(),
-        "invalid format \"yandex\": expected one of \"baidu\", \"wscd\""
+        "invalid format \"csv\": expected one of \"baidu\", \"baidu-annotation\", \"yandex\", \"wscd\", \"clickmodels\""
     );
 }
 

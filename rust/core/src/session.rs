@@ -31,15 +31,23 @@ pub struct SessionEvents {
     pub pseudo_results: u64,
     pub repeated_clicks: u64,
     pub clicks_not_shown: u64,
+    pub extra_click_entries: u64,
+    pub invalid_position_keys: u64,
 }
 
 /// A well-formed session as parsed, before the session rules apply.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Session {
     /// Fingerprint of the query key.
     pub query_key: u64,
     /// Results in the order the user saw them, with increasing positions.
     pub results: Vec<SessionResult>,
+    /// Float values of the extra columns (Baidu behaviour signals), `[results, float columns]`
+    /// row-major; empty when the reader has no float column.
+    pub floats: Vec<f32>,
+    /// Integer values of the extra columns (multimedia type, label), `[results, int columns]`
+    /// row-major; empty when the reader has no integer column.
+    pub ints: Vec<i32>,
     /// Whether the log records any click for this session, including clicks on results that a
     /// parser or a rule drops.
     pub has_logged_click: bool,
@@ -51,6 +59,8 @@ impl Session {
     pub fn clear(&mut self) {
         self.query_key = 0;
         self.results.clear();
+        self.floats.clear();
+        self.ints.clear();
         self.has_logged_click = false;
         self.events = SessionEvents::default();
     }
@@ -63,6 +73,8 @@ pub struct SessionRules {
     pub positions: usize,
     /// Drop sessions whose log records no click instead of keeping them.
     pub drop_sessions_without_clicks: bool,
+    /// Drop sessions with fewer results than this after truncation; at least 1.
+    pub min_results: usize,
 }
 
 impl SessionRules {
@@ -74,18 +86,26 @@ impl SessionRules {
         stats.pseudo_results += session.events.pseudo_results;
         stats.repeated_clicks += session.events.repeated_clicks;
         stats.clicks_not_shown += session.events.clicks_not_shown;
+        stats.extra_click_entries += session.events.extra_click_entries;
+        stats.invalid_position_keys += session.events.invalid_position_keys;
 
-        // Truncate to P positions. Positions increase within a session, so at most P results
-        // remain; the second cut only guards against a parser that breaks that promise.
+        // Truncate to P positions. Positions increase within a session, so the results at most
+        // P form a prefix of at most P results. The `min` only guards against a parser that
+        // breaks that promise.
         let before = session.results.len();
-        session
+        let kept = session
             .results
-            .retain(|result| result.position as usize <= self.positions);
-        session.results.truncate(self.positions);
-        stats.results_truncated += (before - session.results.len()) as u64;
+            .partition_point(|result| result.position as usize <= self.positions)
+            .min(self.positions);
+        truncate_session(session, kept);
+        stats.results_truncated += (before - kept) as u64;
 
-        if session.results.is_empty() {
+        if kept == 0 {
             stats.sessions_without_results += 1;
+            return false;
+        }
+        if kept < self.min_results {
+            stats.sessions_dropped_few_results += 1;
             return false;
         }
 
@@ -98,6 +118,20 @@ impl SessionRules {
         }
         true
     }
+}
+
+/// Keeps the first `kept` results of a session with their extra values.
+fn truncate_session(session: &mut Session, kept: usize) {
+    let results = session.results.len();
+    if kept >= results {
+        return;
+    }
+    // Each result has the same number of values, so the widths follow from the lengths.
+    let float_width = session.floats.len() / results;
+    let int_width = session.ints.len() / results;
+    session.results.truncate(kept);
+    session.floats.truncate(kept * float_width);
+    session.ints.truncate(kept * int_width);
 }
 
 #[cfg(test)]
@@ -116,6 +150,7 @@ mod tests {
         SessionRules {
             positions,
             drop_sessions_without_clicks,
+            min_results: 1,
         }
     }
 
@@ -193,6 +228,8 @@ mod tests {
                 pseudo_results: 2,
                 repeated_clicks: 3,
                 clicks_not_shown: 4,
+                extra_click_entries: 5,
+                invalid_position_keys: 6,
             },
             ..Session::default()
         };
@@ -202,5 +239,51 @@ mod tests {
         assert_eq!(stats.pseudo_results, 2);
         assert_eq!(stats.repeated_clicks, 3);
         assert_eq!(stats.clicks_not_shown, 4);
+        assert_eq!(stats.extra_click_entries, 5);
+        assert_eq!(stats.invalid_position_keys, 6);
+    }
+
+    #[test]
+    fn truncation_keeps_extra_values_aligned() {
+        let mut session = Session {
+            results: vec![result(1, 1, false), result(2, 2, true), result(3, 3, true)],
+            floats: vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0],
+            ints: vec![1, 2, 3],
+            has_logged_click: true,
+            ..Session::default()
+        };
+        let mut stats = Stats::default();
+        assert!(rules(2, false).apply(&mut session, &mut stats));
+        assert_eq!(session.floats, vec![1.0, 10.0, 2.0, 20.0]);
+        assert_eq!(session.ints, vec![1, 2]);
+    }
+
+    #[test]
+    fn min_results_drops_short_sessions() {
+        let short = Session {
+            results: vec![result(1, 1, true), result(2, 2, false)],
+            has_logged_click: true,
+            ..Session::default()
+        };
+        let three = SessionRules {
+            min_results: 3,
+            ..rules(10, false)
+        };
+        let mut stats = Stats::default();
+        assert!(!three.apply(&mut short.clone(), &mut stats));
+        assert_eq!(stats.sessions_dropped_few_results, 1);
+        assert_eq!(stats.sessions_without_results, 0);
+
+        // Truncation comes first: a session of three results cut to P = 2 is too short.
+        let mut long = short.clone();
+        long.results.push(result(3, 3, false));
+        let mut stats = Stats::default();
+        let truncated = SessionRules {
+            min_results: 3,
+            ..rules(2, false)
+        };
+        assert!(!truncated.apply(&mut long, &mut stats));
+        assert_eq!(stats.sessions_dropped_few_results, 1);
+        assert_eq!(stats.results_truncated, 1);
     }
 }

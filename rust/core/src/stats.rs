@@ -2,8 +2,10 @@
 //! result is accounted for.
 //!
 //! For every reader, `sessions_read` equals `sessions_kept + sessions_skipped +
-//! sessions_without_results + sessions_dropped_without_clicks`. Sessions cut short by a corrupt
-//! gzip file are not counted as read.
+//! sessions_without_results + sessions_dropped_few_results + sessions_dropped_without_clicks +
+//! sessions_dropped_rare_query`. Sessions cut short by a corrupt gzip file are not counted as
+//! read. Yandex clicks that come before any query of their session belong to no session and are
+//! counted in `clicks_before_query` only.
 
 use crate::error::Field;
 
@@ -25,16 +27,29 @@ pub struct Stats {
     pub sessions_dropped_without_clicks: u64,
     /// Sessions dropped because none of their results remained.
     pub sessions_without_results: u64,
+    /// Sessions dropped because fewer than `min_results` (but at least one) of their results
+    /// remained.
+    pub sessions_dropped_few_results: u64,
+    /// Sessions dropped because their query has fewer than `min_sessions_per_query` sessions
+    /// that pass every other rule.
+    pub sessions_dropped_rare_query: u64,
     /// Results dropped because their position is greater than the number of positions.
     pub results_truncated: u64,
     /// Baidu results dropped because their title marks missing content.
     pub missing_results: u64,
     /// Baidu "other people searched for" pseudo-results dropped.
     pub pseudo_results: u64,
-    /// Extra clicks on a result already clicked in the same session (WSCD).
+    /// Extra clicks on a result already clicked in the same session (WSCD, Yandex), or click
+    /// counts above 1 (ClickModels, each extra click counted).
     pub repeated_clicks: u64,
-    /// Clicks on a URL that is not in the session's URL list (WSCD).
+    /// Clicks on a URL that is not in the session's URL list (WSCD, Yandex).
     pub clicks_not_shown: u64,
+    /// Yandex click lines before any query line of their session, dropped.
+    pub clicks_before_query: u64,
+    /// ClickModels click-list entries beyond the end of the URL list, ignored.
+    pub extra_click_entries: u64,
+    /// ClickModels extended-format keys that are not a position of the URL list, ignored.
+    pub invalid_position_keys: u64,
     /// Rows whose query is not in a frozen vocabulary.
     pub oov_queries: u64,
     /// Results whose document is not in a frozen vocabulary.
@@ -44,7 +59,24 @@ pub struct Stats {
     /// Gzip files that ended early or failed their checks, under `on_error="skip"`.
     pub corrupt_inputs: u64,
     /// Malformed sessions skipped, by the field that was invalid, indexed by [`Field::index`].
-    pub skipped_by_field: [u64; Field::ALL.len()],
+    pub skipped_by_field: FieldCounts,
+}
+
+/// One counter per [`Field`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldCounts(pub [u64; Field::ALL.len()]);
+
+impl Default for FieldCounts {
+    fn default() -> Self {
+        FieldCounts([0; Field::ALL.len()])
+    }
+}
+
+impl FieldCounts {
+    /// Returns the counter of one field.
+    pub fn get(&self, field: Field) -> u64 {
+        self.0[field.index()]
+    }
 }
 
 impl Stats {
@@ -52,7 +84,7 @@ impl Stats {
     pub fn count_skipped(&mut self, field: Field) {
         self.sessions_read += 1;
         self.sessions_skipped += 1;
-        self.skipped_by_field[field.index()] += 1;
+        self.skipped_by_field.0[field.index()] += 1;
     }
 
     /// Returns every counter with its name, in a fixed order.
@@ -68,21 +100,29 @@ impl Stats {
                 self.sessions_dropped_without_clicks,
             ),
             ("sessions_without_results", self.sessions_without_results),
+            (
+                "sessions_dropped_few_results",
+                self.sessions_dropped_few_results,
+            ),
+            (
+                "sessions_dropped_rare_query",
+                self.sessions_dropped_rare_query,
+            ),
             ("results_truncated", self.results_truncated),
             ("missing_results", self.missing_results),
             ("pseudo_results", self.pseudo_results),
             ("repeated_clicks", self.repeated_clicks),
             ("clicks_not_shown", self.clicks_not_shown),
+            ("clicks_before_query", self.clicks_before_query),
+            ("extra_click_entries", self.extra_click_entries),
+            ("invalid_position_keys", self.invalid_position_keys),
             ("oov_queries", self.oov_queries),
             ("oov_documents", self.oov_documents),
             ("oov_pairs", self.oov_pairs),
             ("corrupt_inputs", self.corrupt_inputs),
         ];
         for field in Field::ALL {
-            entries.push((
-                field.skipped_counter(),
-                self.skipped_by_field[field.index()],
-            ));
+            entries.push((field.skipped_counter(), self.skipped_by_field.get(field)));
         }
         entries
     }
@@ -97,10 +137,10 @@ mod tests {
         let stats = Stats::default();
         let entries = stats.entries();
         let mut names: Vec<&str> = entries.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names.len(), 16 + Field::ALL.len());
+        assert_eq!(names.len(), 21 + Field::ALL.len());
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 16 + Field::ALL.len());
+        assert_eq!(names.len(), 21 + Field::ALL.len());
     }
 
     #[test]

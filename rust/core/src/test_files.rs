@@ -54,3 +54,31 @@ pub fn gzip_members(text: &[u8], cuts: &[usize]) -> Vec<u8> {
     }
     compressed
 }
+
+/// Reads every session of a parser, stopping at the first error.
+pub fn collect_sessions(
+    parser: &mut dyn crate::session::SessionSource,
+) -> (
+    Vec<crate::session::Session>,
+    Option<crate::error::Error>,
+    crate::stats::Stats,
+) {
+    let mut sessions = Vec::new();
+    let mut stats = crate::stats::Stats::default();
+    let mut session = crate::session::Session::default();
+    loop {
+        match parser.next_session(&mut session, &mut stats) {
+            Ok(true) => sessions.push(session.clone()),
+            Ok(false) => return (sessions, None, stats),
+            Err(error) => return (sessions, Some(error), stats),
+        }
+    }
+}
+
+/// Returns the parse error inside `error`, or panics.
+pub fn expect_parse_error(error: Option<crate::error::Error>) -> crate::error::ParseError {
+    match error {
+        Some(crate::error::Error::Parse(error)) => *error,
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}

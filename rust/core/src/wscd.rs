@@ -17,9 +17,9 @@ use std::ops::Range;
 
 use memchr::{memchr, memchr_iter};
 
-use crate::error::{Field, FieldError, Result};
+use crate::error::{Field, FieldError, Rejector, Result};
+use crate::fields::is_ascii_id;
 use crate::input::LineReader;
-use crate::reader::ErrorPolicy;
 use crate::session::{Session, SessionResult, SessionSource};
 use crate::stats::Stats;
 use crate::vocabulary::{document_fingerprint, query_fingerprint};
@@ -27,43 +27,30 @@ use crate::vocabulary::{document_fingerprint, query_fingerprint};
 /// Reads WSCD sessions from one file.
 pub struct WscdParser {
     lines: LineReader,
-    policy: ErrorPolicy,
+    rejector: Rejector,
     /// Start of the next unread piece in the current line; None once the line is used up.
     cursor: Option<usize>,
     /// Byte ranges of the current session's URLs within its piece.
     url_ranges: Vec<Range<usize>>,
-    logged_skip: bool,
 }
 
 impl WscdParser {
-    pub fn new(lines: LineReader, policy: ErrorPolicy) -> Self {
+    pub fn new(lines: LineReader, rejector: Rejector) -> Self {
         WscdParser {
             lines,
-            policy,
+            rejector,
             cursor: None,
             url_ranges: Vec::new(),
-            logged_skip: false,
         }
     }
 
     /// Counts a malformed session under `skip`, or returns the error under `strict`.
     fn reject(&mut self, error: FieldError, stats: &mut Stats) -> Result<()> {
-        let path = self.lines.path().to_path_buf();
-        let lineno = self.lines.lineno();
-        match self.policy {
-            ErrorPolicy::Strict => Err(error.at(path, lineno)),
-            ErrorPolicy::Skip => {
-                stats.count_skipped(error.field);
-                // The first malformed session of a file is logged; the rest are counted.
-                if self.logged_skip {
-                    log::debug!("skipping a malformed session: {}", error.at(path, lineno));
-                } else {
-                    log::warn!("skipping a malformed session: {}", error.at(path, lineno));
-                    self.logged_skip = true;
-                }
-                Ok(())
-            }
-        }
+        let field = error.field;
+        self.rejector
+            .reject(error, self.lines.path(), self.lines.lineno())?;
+        stats.count_skipped(field);
+        Ok(())
     }
 }
 
@@ -111,11 +98,11 @@ fn parse_session(
         ));
     };
     let query_key = piece[..tab].trim_ascii();
-    if query_key.is_empty() {
+    if !is_ascii_id(query_key) {
         return Err(FieldError::new(
             Field::QueryKey,
             piece,
-            "a non-empty query key before the TAB",
+            "a non-empty query key of printable ASCII before the TAB",
         ));
     }
 
@@ -143,11 +130,11 @@ fn parse_session(
         return Err(FieldError::new(Field::Urls, urls, "at least one url id"));
     }
     for range in trimmed_items(urls) {
-        if range.is_empty() {
+        if !is_ascii_id(&urls[range.clone()]) {
             return Err(FieldError::new(
                 Field::Urls,
                 urls,
-                "a url id between every two commas",
+                "a url id of printable ASCII between every two commas",
             ));
         }
         url_ranges.push(range);
@@ -169,11 +156,11 @@ fn parse_session(
     }
     for range in trimmed_items(clicks) {
         let clicked = &clicks[range.clone()];
-        if clicked.is_empty() {
+        if !is_ascii_id(clicked) {
             return Err(FieldError::new(
                 Field::Clicks,
                 clicks,
-                "a url id between every two commas",
+                "a url id of printable ASCII between every two commas",
             ));
         }
         session.has_logged_click = true;

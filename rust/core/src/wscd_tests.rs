@@ -1,7 +1,7 @@
 //! Tests of the WSCD session parser on tiny fixtures with invented ids.
 
 use super::*;
-use crate::error::{Error, ParseError};
+use crate::error::{Error, ErrorPolicy, ParseError};
 use crate::test_files::{gzip, TempFile};
 
 fn result(url: &str, position: u32, click: bool) -> SessionResult {
@@ -28,7 +28,10 @@ fn session(query_key: &str, urls: &[&str], clicked: &[&str]) -> Session {
 
 fn parse_all(content: &[u8], policy: ErrorPolicy) -> (Vec<Session>, Option<Error>, Stats) {
     let file = TempFile::new("trainSample", content);
-    let mut parser = WscdParser::new(LineReader::open(file.path()).unwrap(), policy);
+    let mut parser = WscdParser::new(
+        LineReader::open(file.path()).unwrap(),
+        Rejector::new(policy),
+    );
     let mut sessions = Vec::new();
     let mut stats = Stats::default();
     let mut session = Session::default();
@@ -147,9 +150,9 @@ fn skip_drops_only_malformed_pieces() {
         ]
     );
     assert_eq!(stats.sessions_skipped, 3);
-    assert_eq!(stats.skipped_by_field[Field::QueryKey.index()], 1);
-    assert_eq!(stats.skipped_by_field[Field::Urls.index()], 1);
-    assert_eq!(stats.skipped_by_field[Field::Clicks.index()], 1);
+    assert_eq!(stats.skipped_by_field.get(Field::QueryKey), 1);
+    assert_eq!(stats.skipped_by_field.get(Field::Urls), 1);
+    assert_eq!(stats.skipped_by_field.get(Field::Clicks), 1);
 }
 
 #[test]

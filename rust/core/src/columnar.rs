@@ -1,0 +1,300 @@
+//! Sessions given as columns, one entry per result, for tables that are already in memory (a
+//! Parquet or CSV file read by pyarrow, a pandas or polars frame).
+//!
+//! The caller groups the rows by session and orders each session by position, which Arrow and
+//! numpy do with vectorised kernels. This module fingerprints key columns with the same functions
+//! as the text readers, then applies the same session rules and batch builder, so a table and a
+//! text log holding the same sessions give equal batches.
+
+use std::fmt::Display;
+use std::io::Write;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
+use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
+use arrow_schema::DataType;
+
+use crate::batch::BatchBuilder;
+use crate::error::{Error, Result};
+use crate::options::{ReaderOptions, MAX_POSITIONS};
+use crate::session::{Session, SessionResult, SessionRules};
+use crate::stats::Stats;
+use crate::vocabulary::{document_fingerprint, query_fingerprint, FingerprintHasher, Vocabulary};
+
+/// Role of a key column, which picks the fingerprint function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRole {
+    Query,
+    Document,
+}
+
+impl KeyRole {
+    fn fingerprint(self, key: &[u8]) -> u64 {
+        match self {
+            KeyRole::Query => query_fingerprint(key),
+            KeyRole::Document => document_fingerprint(key),
+        }
+    }
+}
+
+fn invalid(column: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidColumn {
+        column: column.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Fingerprints every key of `array`: the UTF-8 bytes of a string, the bytes of a binary value,
+/// or the decimal text of an integer. So the integer 13 and the text `13` of a URL id in a log
+/// give the same document. Nulls and other types are rejected, naming `column`.
+pub fn fingerprint_keys(array: &dyn Array, role: KeyRole, column: &str) -> Result<Vec<u64>> {
+    if array.null_count() > 0 {
+        return Err(invalid(
+            column,
+            format!("{} null values", array.null_count()),
+        ));
+    }
+    let unsupported = || {
+        invalid(
+            column,
+            format!(
+                "type {} is not a string, binary or integer type",
+                array.data_type()
+            ),
+        )
+    };
+    let hash_all = |values: &mut dyn Iterator<Item = Option<&[u8]>>| {
+        values
+            .map(|value| role.fingerprint(value.unwrap_or_default()))
+            .collect()
+    };
+    Ok(match array.data_type() {
+        DataType::Utf8 => hash_all(
+            &mut array
+                .as_string_opt::<i32>()
+                .ok_or_else(unsupported)?
+                .iter()
+                .map(|v| v.map(str::as_bytes)),
+        ),
+        DataType::LargeUtf8 => hash_all(
+            &mut array
+                .as_string_opt::<i64>()
+                .ok_or_else(unsupported)?
+                .iter()
+                .map(|v| v.map(str::as_bytes)),
+        ),
+        DataType::Utf8View => hash_all(
+            &mut array
+                .as_string_view_opt()
+                .ok_or_else(unsupported)?
+                .iter()
+                .map(|v| v.map(str::as_bytes)),
+        ),
+        DataType::Binary => {
+            hash_all(&mut array.as_binary_opt::<i32>().ok_or_else(unsupported)?.iter())
+        }
+        DataType::LargeBinary => {
+            hash_all(&mut array.as_binary_opt::<i64>().ok_or_else(unsupported)?.iter())
+        }
+        DataType::BinaryView => {
+            hash_all(&mut array.as_binary_view_opt().ok_or_else(unsupported)?.iter())
+        }
+        DataType::Int8 => decimal_keys::<Int8Type>(array, role).ok_or_else(unsupported)?,
+        DataType::Int16 => decimal_keys::<Int16Type>(array, role).ok_or_else(unsupported)?,
+        DataType::Int32 => decimal_keys::<Int32Type>(array, role).ok_or_else(unsupported)?,
+        DataType::Int64 => decimal_keys::<Int64Type>(array, role).ok_or_else(unsupported)?,
+        DataType::UInt8 => decimal_keys::<UInt8Type>(array, role).ok_or_else(unsupported)?,
+        DataType::UInt16 => decimal_keys::<UInt16Type>(array, role).ok_or_else(unsupported)?,
+        DataType::UInt32 => decimal_keys::<UInt32Type>(array, role).ok_or_else(unsupported)?,
+        DataType::UInt64 => decimal_keys::<UInt64Type>(array, role).ok_or_else(unsupported)?,
+        _ => return Err(unsupported()),
+    })
+}
+
+fn decimal_keys<T: ArrowPrimitiveType>(array: &dyn Array, role: KeyRole) -> Option<Vec<u64>>
+where
+    T::Native: Display,
+{
+    let values = array.as_primitive_opt::<T>()?.values();
+    let mut text = Vec::new();
+    Some(
+        values
+            .iter()
+            .map(|value| {
+                text.clear();
+                // `io::Write` for `Vec<u8>` never returns an error.
+                let _ = write!(text, "{value}");
+                role.fingerprint(&text)
+            })
+            .collect(),
+    )
+}
+
+/// Sessions as flat columns: session `s` owns the results `offsets[s]..offsets[s + 1]`, in the
+/// order the user saw them.
+#[derive(Clone, Copy, Debug)]
+pub struct ColumnarSessions<'a> {
+    /// Query fingerprint per session, `[sessions]`.
+    pub query: &'a [u64],
+    /// Start of each session's results and the end of the last, `[sessions + 1]`.
+    pub offsets: &'a [i64],
+    /// Document fingerprint per result, `[results]`.
+    pub document: &'a [u64],
+    /// Rank per result, 1-based and non-decreasing within a session.
+    pub position: &'a [i32],
+    /// 1 for a clicked result, 0 otherwise.
+    pub click: &'a [u8],
+}
+
+/// Batches of columnar sessions, with the counters of the rules and the slots per row.
+#[derive(Debug)]
+pub struct ColumnarBatches {
+    pub batches: Vec<RecordBatch>,
+    pub stats: Stats,
+    pub positions: usize,
+}
+
+impl ColumnarSessions<'_> {
+    /// Checks the lengths, offsets, positions and clicks, naming the offending column.
+    fn validate(&self) -> Result<()> {
+        let results = self.document.len();
+        if self.offsets.len() != self.query.len() + 1 {
+            return Err(invalid("offsets", "expected one more offset than sessions"));
+        }
+        if self.position.len() != results || self.click.len() != results {
+            return Err(invalid(
+                "position",
+                "expected one position and one click per document",
+            ));
+        }
+        let ordered = self.offsets.windows(2).all(|pair| pair[0] <= pair[1]);
+        if self.offsets.first() != Some(&0)
+            || self.offsets.last() != Some(&(results as i64))
+            || !ordered
+        {
+            return Err(invalid(
+                "offsets",
+                format!("expected non-decreasing offsets from 0 to {results}"),
+            ));
+        }
+        if let Some(&bad) = self.position.iter().find(|&&position| position < 1) {
+            return Err(invalid(
+                "position",
+                format!("{bad} is not a rank of 1 or more"),
+            ));
+        }
+        if let Some(&bad) = self.click.iter().find(|&&c| c > 1) {
+            return Err(invalid("click", format!("{bad} is not 0 or 1")));
+        }
+        Ok(())
+    }
+
+    /// Fills `session` with session `index`. Returns an error if its positions decrease.
+    fn session(&self, index: usize, session: &mut Session) -> Result<()> {
+        session.clear();
+        session.query_key = self.query[index];
+        let start = self.offsets[index] as usize;
+        let end = self.offsets[index + 1] as usize;
+        for result in start..end {
+            let position = self.position[result] as u32;
+            if session
+                .results
+                .last()
+                .is_some_and(|last| last.position > position)
+            {
+                return Err(invalid(
+                    "position",
+                    format!(
+                        "positions decrease within session {index}; sort each session by position"
+                    ),
+                ));
+            }
+            let click = self.click[result] == 1;
+            session.has_logged_click |= click;
+            session.results.push(SessionResult {
+                document_key: self.document[result],
+                position,
+                click,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Applies the session rules of `options` to columnar sessions and returns padded batches. Only
+/// `positions` (None pads to the largest rank of a kept result), `batch_size`,
+/// `drop_sessions_without_clicks`, `min_results` and `min_sessions_per_query` apply. The
+/// counter `lines_read` counts table rows.
+pub fn batch_columnar_sessions(
+    sessions: &ColumnarSessions<'_>,
+    vocabulary: &mut Vocabulary,
+    options: &ReaderOptions,
+) -> Result<ColumnarBatches> {
+    sessions.validate()?;
+    let mut rules = SessionRules {
+        positions: options.positions.unwrap_or(MAX_POSITIONS),
+        drop_sessions_without_clicks: options.drop_sessions_without_clicks,
+        min_results: options.min_results,
+    };
+    let mut session = Session::default();
+
+    // A first pass, as the file readers make it, finds the largest rank and counts queries.
+    let count_queries = options.min_sessions_per_query > 1;
+    let mut counts: std::collections::HashMap<
+        u64,
+        u64,
+        std::hash::BuildHasherDefault<FingerprintHasher>,
+    > = Default::default();
+    if options.positions.is_none() || count_queries {
+        let mut longest = 0;
+        let mut scratch = Stats::default();
+        for index in 0..sessions.query.len() {
+            sessions.session(index, &mut session)?;
+            if rules.apply(&mut session, &mut scratch) {
+                longest = longest.max(session.results.last().map_or(0, |r| r.position as usize));
+                *counts.entry(session.query_key).or_insert(0) += 1;
+            }
+        }
+        if options.positions.is_none() {
+            rules.positions = longest.max(1);
+        }
+    }
+
+    let mut stats = Stats {
+        lines_read: sessions.document.len() as u64,
+        ..Stats::default()
+    };
+    let mut builder = BatchBuilder::new(rules.positions, options.batch_size, &[]);
+    let mut batches = Vec::new();
+    for index in 0..sessions.query.len() {
+        sessions.session(index, &mut session)?;
+        if !rules.apply(&mut session, &mut stats) {
+            continue;
+        }
+        if count_queries
+            && counts.get(&session.query_key).copied().unwrap_or(0) < options.min_sessions_per_query
+        {
+            stats.sessions_dropped_rare_query += 1;
+            continue;
+        }
+        builder.push(&session, vocabulary, &mut stats)?;
+        stats.sessions_kept += 1;
+        if builder.is_full() {
+            batches.push(builder.finish()?);
+        }
+    }
+    if !builder.is_empty() {
+        batches.push(builder.finish()?);
+    }
+    Ok(ColumnarBatches {
+        batches,
+        stats,
+        positions: rules.positions,
+    })
+}
+
+#[cfg(test)]
+#[path = "columnar_tests.rs"]
+mod tests;
