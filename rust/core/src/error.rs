@@ -11,7 +11,8 @@ use std::str::FromStr;
 pub const MAX_TEXT_CHARS: usize = 80;
 
 /// Hint appended to every parse error message.
-const SKIP_HINT: &str = "Use on_error=\"skip\" to drop malformed sessions and count them";
+const SKIP_HINT: &str = "Use on_error=\"skip\" (--on-error skip on the command line) to drop \
+     malformed sessions and count them";
 
 /// Every failure of the data layer.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +24,9 @@ pub enum Error {
     /// A gzip file that ends early or fails its integrity checks.
     #[error(
         "corrupt or truncated gzip input {path}: decompression failed after {offset} compressed \
-         bytes, after line {lineno} ({cause}). The sessions completed before the damage were \
-         returned; use on_error=\"skip\" to count the file and continue with the next one",
+         bytes, after line {lineno} ({cause}). The reader yielded the sessions completed before the \
+         damage; use on_error=\"skip\" (--on-error skip on the command line) to count the \
+         file and continue with the next one",
         path = path.display()
     )]
     CorruptInput {
