@@ -2,6 +2,7 @@
 
     clickjax train --model pbm --format wscd --train trainSample --test testSample --output runs/pbm
     clickjax demo
+    clickjax simulate --model dbn --sessions 100000 --format baidu --output simulated.txt.gz
 
 The commands are a thin layer over the Python API (`clickjax.data`, `clickjax.models`,
 `clickjax.training`).
@@ -22,7 +23,9 @@ from clickjax.data import FORMATS
 from clickjax.errors import ClickjaxError
 from clickjax.models import MODELS
 from clickjax.run import TrainingConfig, train_and_evaluate
+from clickjax.simulation import SimulationConfig, run_simulation, truth_path
 from clickjax.training import DEFAULT_LEARNING_RATE
+from clickjax.writers import WRITE_FORMATS
 
 __all__ = ["main"]
 
@@ -62,6 +65,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--test", required=True, nargs="+", metavar="PATH", help="test log files")
     train.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for metrics and parameters")
+    train.add_argument(
+        "--document-key", choices=("url", "text"), default=None,
+        help="what identifies a Baidu document: its URL MD5 (url) or its title and abstract tokens (text, "
+        "the key of the annotation files); default: url, and text for baidu-annotation",
+    )
     _add_training_options(train)
     train.set_defaults(handler=_train_command)
 
@@ -70,6 +78,48 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", type=Path, metavar="DIR", help="folder for metrics (default: a temporary folder)")
     _add_training_options(demo)
     demo.set_defaults(handler=_demo_command)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="write a simulated click log and its true parameters",
+        description="Simulate sessions from a click model with random or trained parameters and write them "
+        "as a raw log, with the true parameters in FILE.truth.json.",
+    )
+    simulate.add_argument(
+        "--model", metavar="NAME",
+        help=f"click model to simulate from, one of {', '.join(sorted(MODELS))}; with --model-dir, the trained model",
+    )
+    simulate.add_argument(
+        "--model-dir", type=Path, metavar="DIR",
+        help="simulate from the model that clickjax train wrote to DIR (its --output folder) instead of random "
+        "parameters; queries and documents of its training log get synthetic names built from their ids",
+    )
+    simulate.add_argument("--sessions", type=int, required=True, metavar="N", help="number of sessions to simulate")
+    simulate.add_argument("--format", required=True, metavar="FORMAT", help="format of the log to write: baidu or wscd")
+    simulate.add_argument(
+        "--output", type=Path, required=True, metavar="FILE",
+        help="log file to write, gzip-compressed when the name ends in .gz",
+    )
+    simulate.add_argument(
+        "--positions", type=int, metavar="P", help="results shown per session (default: 10, or the trained model's page length)"
+    )
+    simulate.add_argument(
+        "--queries", type=int, metavar="Q",
+        help="number of queries (default: 100; with --model-dir, keep the queries with the most training impressions)",
+    )
+    simulate.add_argument(
+        "--documents-per-query", type=int, metavar="D",
+        help="documents a query can show (default: 20; with --model-dir, keep the most shown ones)",
+    )
+    simulate.add_argument(
+        "--shuffle", action=argparse.BooleanOptionalAction, default=True,
+        help="show each session a random subset of the query's documents in random order, so that examination "
+        "and attraction can be separated (default); --no-shuffle shows a query the same ranking every time",
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="seed of the parameters, rankings and clicks (default: 0)"
+    )
+    simulate.set_defaults(handler=_simulate_command)
     return parser
 
 
@@ -99,6 +149,7 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
         patience=args.patience,
         seed=args.seed,
         on_error=args.on_error,
+        document_key=getattr(args, "document_key", None),
         **paths,
     )
 
@@ -112,7 +163,7 @@ def _train_command(args: argparse.Namespace) -> int:
         test=[str(p) for p in args.test],
     )
     _print_training_plan(config)
-    summary = train_and_evaluate(config, args.output, progress=_print_progress)
+    summary = train_and_evaluate(config, args.output, progress=_print_progress, on_loaded=_print_report)
     print(format_summary(summary))
     print(f"\nwrote {args.output / 'metrics.json'}, {args.output / 'parameters.json'} and {args.output / 'model'}/")
     return 0
@@ -146,11 +197,50 @@ def _demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_command(args: argparse.Namespace) -> int:
+    if args.model is not None and args.model not in MODELS:
+        raise ValueError(f"unknown model {args.model!r} for --model; expected one of {', '.join(sorted(MODELS))}")
+    if args.model is None and args.model_dir is None:
+        raise ValueError("--model is required unless --model-dir names a trained model")
+    if args.format not in WRITE_FORMATS:
+        raise ValueError(f"unknown format {args.format!r} for --format; simulate writes {', '.join(WRITE_FORMATS)}")
+    for option in ("sessions", "positions", "queries", "documents_per_query"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+
+    config = SimulationConfig(
+        output=str(args.output),
+        format=args.format,
+        sessions=args.sessions,
+        model=args.model,
+        model_dir=None if args.model_dir is None else str(args.model_dir),
+        positions=args.positions,
+        queries=args.queries,
+        documents_per_query=args.documents_per_query,
+        shuffle=args.shuffle,
+        seed=args.seed,
+    )
+    truth = run_simulation(config)
+    pairs = len(truth["pairs"]["query_doc_id"])
+    queries = len(set(truth["pairs"]["query_id"]))
+    print(
+        f"wrote {args.sessions} sessions of {truth['model']} ({truth['source']}; {queries} queries, {pairs} "
+        f"query-document pairs, {truth['click_rate']:.3f} clicks per result) to {args.output}"
+    )
+    print(f"wrote the true parameters to {truth_path(args.output)}")
+    return 0
+
+
 def _print_training_plan(config: TrainingConfig) -> None:
     if config.validation:
         print(f"training for at most {config.epochs} epochs, stopping early after {config.patience} without validation gain")
     else:
         print(f"no validation data: training for {config.epochs} epochs (pass --validation for early stopping)")
+
+
+def _print_report(report) -> None:
+    print(report.format(), end="\n\n", flush=True)
 
 
 def _print_progress(record) -> None:

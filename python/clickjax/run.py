@@ -6,7 +6,8 @@ the validation and test logs with it, trains the model, evaluates it on the test
 - `metrics.json`: test metrics overall and per rank, session counts, training time, the readable
   parameters, the reader counters of every log and the configuration of the run;
 - `parameters.json`: the readable parameters alone (examination by rank, continuation, ...);
-- `model/`: the trained parameters (see `clickjax.serialization`).
+- `model/`: the trained parameters and the training log's query-document pairs (see
+  `clickjax.serialization`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from flax import nnx
 from clickjax import __version__
 from clickjax.data import ClickLog, Vocabulary
 from clickjax.models import MODELS
-from clickjax.serialization import save_model
+from clickjax.report import LoadReport
+from clickjax.serialization import save_model, training_pairs
 from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
 
 __all__ = ["TrainingConfig", "train_and_evaluate"]
@@ -50,6 +52,8 @@ class TrainingConfig:
     patience: int = 3
     seed: int = 0
     on_error: str = "strict"
+    # None takes the format's default document key ("url", or "text" for annotation files).
+    document_key: str | None = None
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -64,8 +68,13 @@ def train_and_evaluate(
     config: TrainingConfig,
     output: Path,
     progress: Callable[[EpochRecord], None] | None = None,
+    on_loaded: Callable[[LoadReport], None] | None = None,
 ) -> dict:
-    """Train and evaluate as `config` specifies, write the results to `output`, and return the summary."""
+    """Train and evaluate as `config` specifies, write the results to `output`, and return the summary.
+
+    `on_loaded` receives the load report of each input ("train", "validation", "test") once every
+    input is read, before training starts.
+    """
     output = Path(output)
 
     # Read every input before training, so that an unusable validation or test file fails at once.
@@ -74,6 +83,10 @@ def train_and_evaluate(
     vocabulary.freeze()
     validation = _read(config, config.validation, vocabulary, "validation") if config.validation else None
     test = _read(config, config.test, vocabulary, "test")
+    if on_loaded is not None:
+        for name, log in [("train", train), ("validation", validation), ("test", test)]:
+            if log is not None:
+                on_loaded(LoadReport.from_stats(log.stats, name=name))
 
     model = MODELS[config.model](
         positions=config.positions,
@@ -131,13 +144,21 @@ def train_and_evaluate(
             "positions": config.positions,
             "query_doc_pairs": vocabulary.pair_table_size,
         },
+        pairs=training_pairs(train),
     )
     return summary
 
 
 def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str) -> ClickLog:
     started = time.perf_counter()
-    log = ClickLog.read(config.format, paths, vocabulary, positions=config.positions, on_error=config.on_error)
+    log = ClickLog.read(
+        config.format,
+        paths,
+        vocabulary,
+        positions=config.positions,
+        on_error=config.on_error,
+        document_key=config.document_key,
+    )
     if log.num_sessions == 0:
         stats = ", ".join(f"{name} {count}" for name, count in log.stats.items() if count)
         raise ValueError(

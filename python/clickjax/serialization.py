@@ -1,10 +1,13 @@
 """Saving and loading trained click models in a versioned folder format.
 
-A saved model is a folder with two files:
+A saved model is a folder with two files, and a third one when the training log is known:
 
 - `clickjax-model.json`: the format version, the clickjax version that wrote it, the model name and
   its constructor arguments;
-- `parameters.npz`: every `nnx.Param` of the model, keyed by its path joined with `/`.
+- `parameters.npz`: every `nnx.Param` of the model, keyed by its path joined with `/`;
+- `training-pairs.npz`: the query-document pairs of the training log with their query, document
+  and impression count (`training_pairs`), which `clickjax simulate --model-dir` needs to know
+  which documents a query can show.
 
 `load_model` rebuilds the model from the JSON file and fills in the parameters. A folder written by a
 newer format version is rejected with a message naming both versions.
@@ -20,16 +23,19 @@ import numpy as np
 from flax import nnx
 
 from clickjax import __version__
+from clickjax.data import ClickLog
 from clickjax.models import MODELS
 
-__all__ = ["FORMAT_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "load_model", "load_training_pairs", "save_model", "training_pairs"]
 
 FORMAT_VERSION = 1
 _METADATA = "clickjax-model.json"
 _PARAMETERS = "parameters.npz"
+_TRAINING_PAIRS = "training-pairs.npz"
+_TRAINING_PAIR_ARRAYS = ("query_id", "doc_id", "query_doc_id", "impressions")
 
 
-def save_model(model: nnx.Module, folder: Path, config: dict) -> None:
+def save_model(model: nnx.Module, folder: Path, config: dict, pairs: dict[str, np.ndarray] | None = None) -> None:
     """Write `model` to `folder`.
 
     Args:
@@ -37,12 +43,15 @@ def save_model(model: nnx.Module, folder: Path, config: dict) -> None:
       folder: created if missing; existing files of a saved model are replaced.
       config: the constructor arguments: `model` (the registry name), `positions` and
         `query_doc_pairs`.
+      pairs: the training pairs from `training_pairs`, written to `training-pairs.npz`.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
     arrays = {"/".join(str(part) for part in path): np.asarray(variable.get_value()) for path, variable in flat}
     np.savez(folder / _PARAMETERS, **arrays)
+    if pairs is not None:
+        np.savez(folder / _TRAINING_PAIRS, **{name: pairs[name] for name in _TRAINING_PAIR_ARRAYS})
     metadata = {
         "format_version": FORMAT_VERSION,
         "clickjax_version": __version__,
@@ -91,3 +100,46 @@ def load_model(folder: Path) -> nnx.Module:
             variable.set_value(jnp.asarray(value))
     nnx.update(model, state)
     return model
+
+
+def training_pairs(log: ClickLog) -> dict[str, np.ndarray]:
+    """Count the query-document pairs of a training log: the queries and documents a trained model has parameters for.
+
+    Returns:
+      `query_id`, `doc_id` and `query_doc_id` (int32) and `impressions` (float64, the summed
+      `weight` of the pair's real results), each `[pairs]` in order of pair id. Padding and
+      out-of-vocabulary ids (below 2) are left out.
+    """
+    columns = log.columns
+    real = columns["mask"].astype(bool) & (columns["query_doc_id"] >= 2)
+    pair_id = columns["query_doc_id"][real]
+    query_id = np.broadcast_to(columns["query_id"][:, None], real.shape)[real]
+    weight = np.broadcast_to(columns["weight"][:, None], real.shape)[real]
+    ids, first = np.unique(pair_id, return_index=True)
+    return {
+        "query_id": query_id[first].astype(np.int32),
+        "doc_id": columns["doc_id"][real][first].astype(np.int32),
+        "query_doc_id": ids.astype(np.int32),
+        "impressions": np.bincount(pair_id, weights=weight)[ids].astype(np.float64),
+    }
+
+
+def load_training_pairs(folder: Path) -> dict[str, np.ndarray]:
+    """Read the training pairs that `save_model` wrote beside a model.
+
+    Raises:
+      FileNotFoundError: the folder has no `training-pairs.npz`, because the model was saved
+        without `pairs` or by a clickjax version that did not write them.
+      ValueError: the file lacks one of the arrays.
+    """
+    path = Path(folder) / _TRAINING_PAIRS
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: the model was saved without its training pairs; retrain it with "
+            "clickjax train, which writes them"
+        )
+    with np.load(path) as saved:
+        missing = [name for name in _TRAINING_PAIR_ARRAYS if name not in saved]
+        if missing:
+            raise ValueError(f"{path} has no {', '.join(missing)}; retrain the model with clickjax train")
+        return {name: saved[name] for name in _TRAINING_PAIR_ARRAYS}
