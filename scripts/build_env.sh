@@ -27,10 +27,18 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2"
+# The zig extra brings zig from the ziglang package; ziglang 0.17 is the series tested with maturin 1.16.
+"$venv/bin/python" -m pip install --quiet "maturin[zig]>=1.9,<2" "ziglang>=0.17,<0.18"
 
+# On Linux, link with zig against glibc 2.28, so that the wheel carries the manylinux_2_28 tag of the
+# published Linux wheels instead of the build machine's glibc version. maturin runs zig as
+# `python3 -m ziglang`, so the virtual environment goes first on its PATH.
+build_options=(--profile quick --interpreter "$venv/bin/python" --out dist)
+if [ "$(uname -s)" = Linux ]; then
+    build_options+=(--zig --compatibility manylinux_2_28)
+fi
 rm -rf dist
-"$venv/bin/maturin" build --profile quick --interpreter "$venv/bin/python" --out dist
+PATH="$venv/bin:$PATH" "$venv/bin/maturin" build "${build_options[@]}"
 wheel=$(ls dist/clickjax-*.whl)
 "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel"
 "$venv/bin/python" -m pip install --quiet "${wheel}${extras}"
