@@ -139,7 +139,7 @@ def test_train_rejects_invalid_learning_rate(tiny_logs, tmp_path, rate, capsys):
     ])
 
     assert code == 1
-    assert "learning_rate must be a positive finite number" in capsys.readouterr().err
+    assert "--learning-rate must be a positive finite number" in capsys.readouterr().err
 
 
 def test_train_empty_test_log_fails_before_training(tiny_logs, tmp_path, capsys):
@@ -172,3 +172,56 @@ def test_train_diverging_rate_reports_error(tiny_logs, tmp_path, capsys):
     # A huge step either diverges (a clean error) or saturates the probabilities (finite metrics).
     assert code in (0, 1)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_train_output_file_fails_before_training(tiny_logs, tmp_path, capsys):
+    train, test = tiny_logs
+    output = tmp_path / "taken"
+    output.write_text("")
+
+    code = main(["train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(test), "--output", str(output)])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "is not a folder" in captured.err
+    assert "train loss" not in captured.out
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--patience"])
+def test_train_rejects_zero_before_reading(tiny_logs, tmp_path, option, capsys):
+    train, test = tiny_logs
+
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(test),
+        option, "0", "--output", str(tmp_path / "run"),
+    ])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"{option} must be at least 1, got 0" in captured.err
+    assert "sessions read" not in captured.out
+
+
+def test_train_skip_prints_warning(tiny_logs, tmp_path, capsys):
+    _, test = tiny_logs
+    train = tmp_path / "some-bad.txt"
+    train.write_text("7_1\t11,12,13 : 12\n7_1 11,12,13 : 12\n8_2\t21,22 : 21\n")
+
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(test),
+        "--positions", "3", "--epochs", "1", "--on-error", "skip", "--output", str(tmp_path / "run"),
+    ])
+
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "warning: train input" in captured.err
+    assert "1 malformed session(s) were skipped" in captured.err
+
+
+def test_simulate_creates_output_folder(tmp_path):
+    output = tmp_path / "new" / "folder" / "part-00000.gz"
+
+    code = main(["simulate", "--model", "pbm", "--sessions", "50", "--format", "baidu", "--output", str(output)])
+
+    assert code == 0
+    assert output.exists()

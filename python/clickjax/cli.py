@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except OSError as error:
         if error.filename is not None and error.strerror is not None:
-            print(f"clickjax: error: {error.strerror}: {error.filename}; check the input paths", file=sys.stderr)
+            print(f"clickjax: error: {error.strerror}: {error.filename}; check the file and folder paths", file=sys.stderr)
         else:
             print(f"clickjax: error: {error}", file=sys.stderr)
         return 1
@@ -155,6 +155,8 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    if args.output.exists() and not args.output.is_dir():
+        raise ValueError(f"--output {args.output} exists and is not a folder; name a new or existing folder")
     config = _config_from_args(
         args,
         format=args.format,
@@ -209,6 +211,7 @@ def _simulate_command(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
 
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     config = SimulationConfig(
         output=str(args.output),
         format=args.format,
@@ -241,6 +244,13 @@ def _print_training_plan(config: TrainingConfig) -> None:
 
 def _print_report(report) -> None:
     print(report.format(), end="\n\n", flush=True)
+    if report.corrupt_inputs or report.sessions_skipped:
+        print(
+            f"warning: {report.name} input: {report.corrupt_inputs} corrupt gzip file(s) were read only up to "
+            f"the damage and {report.sessions_skipped} malformed session(s) were skipped (--on-error skip); "
+            "run with --on-error strict to see the first error with its file and line",
+            file=sys.stderr,
+        )
 
 
 def _print_progress(record) -> None:

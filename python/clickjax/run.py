@@ -59,9 +59,13 @@ class TrainingConfig:
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(sorted(MODELS))}")
         if self.positions < 1:
-            raise ValueError(f"positions must be at least 1, got {self.positions}")
+            raise ValueError(f"--positions must be at least 1, got {self.positions}")
+        for option in ("epochs", "batch_size", "patience"):
+            value = getattr(self, option)
+            if value < 1:
+                raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive finite number, got {self.learning_rate}")
+            raise ValueError(f"--learning-rate must be a positive finite number, got {self.learning_rate}")
 
 
 def train_and_evaluate(
