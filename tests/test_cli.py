@@ -81,8 +81,10 @@ def test_train_missing_file_names_path(tmp_path, capsys):
         "--output", str(tmp_path / "run"),
     ])
 
+    error = capsys.readouterr().err
     assert code == 1
-    assert str(missing) in capsys.readouterr().err
+    assert str(missing) in error
+    assert "(a training file)" in error
 
 
 def test_train_malformed_line_names_line(tmp_path, capsys):

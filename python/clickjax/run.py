@@ -155,14 +155,18 @@ def train_and_evaluate(
 
 def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str) -> ClickLog:
     started = time.perf_counter()
-    log = ClickLog.read(
-        config.format,
-        paths,
-        vocabulary,
-        positions=config.positions,
-        on_error=config.on_error,
-        document_key=config.document_key,
-    )
+    try:
+        log = ClickLog.read(
+            config.format,
+            paths,
+            vocabulary,
+            positions=config.positions,
+            on_error=config.on_error,
+            document_key=config.document_key,
+        )
+    except FileNotFoundError as error:
+        # Name the input that listed the path, since train, validation and test files all arrive here.
+        raise FileNotFoundError(error.errno, f"{error.strerror} (a {role} file)", error.filename) from error
     if log.num_sessions == 0:
         stats = ", ".join(f"{name} {count}" for name, count in log.stats.items() if count)
         raise ValueError(
