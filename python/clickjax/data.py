@@ -18,7 +18,7 @@ Baidu behaviour columns (`behaviour=[...]`, float32 or int32) and the `label` of
 (int32) follow as extra `[batch, positions]` columns. Their padding slots contain NaN or -1.
 
 `batch_to_numpy` turns such a RecordBatch into numpy arrays that share memory with the Arrow buffers.
-`ClickLog` holds a whole log in memory for training with shuffling; a log far larger than memory can
+`ClickLog` keeps a whole log in memory for training with shuffling; a log far larger than memory can
 instead be streamed batch by batch with `read_batches`.
 
 Example:
@@ -131,7 +131,7 @@ def read_batches(
 
     Returns:
       An iterator of `pyarrow.RecordBatch` with the batch contract's columns; its `stats` property
-      holds the reader's counters, which `clickjax.report.LoadReport.from_stats` explains. The
+      contains the reader's counters, which `clickjax.report.LoadReport.from_stats` explains. The
       `long` format reads every table into memory first and ignores `on_error`, because a table
       has no malformed lines. Its columns are named session, query, document, position and click,
       and `clickjax.formats.long.read_long` can read other names.
@@ -237,7 +237,7 @@ def pad_batch(arrays: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np
     """Pad a batch with empty sessions up to `batch_size` rows.
 
     Padding rows have `mask` 0 and `weight` 0 everywhere, so that losses and metrics ignore them while
-    every step sees the same shape and nothing is recompiled. A full batch is returned unchanged.
+    every step gets the same shape and nothing is recompiled. A full batch is returned unchanged.
     """
     rows = len(arrays["weight"])
     if rows > batch_size:

@@ -34,7 +34,7 @@ __all__ = ["EpochRecord", "FitResult", "Trainer"]
 logger = logging.getLogger(__name__)
 
 # Adam at this rate converges on per-pair logits within a few dozen epochs on logs of tens of
-# thousands of sessions; the generic 1e-3 of deep learning needs hundreds.
+# thousands of sessions. The generic 1e-3 of deep learning needs hundreds.
 DEFAULT_LEARNING_RATE = 0.05
 
 # One training result in a hundred trains the out-of-vocabulary parameter (see `Trainer`).
@@ -57,7 +57,7 @@ class FitResult:
 
     Attributes:
       history: one record per epoch run.
-      best_epoch: the epoch whose parameters the model holds at the end (the last one without
+      best_epoch: the epoch whose parameters the model has at the end (the last one without
         validation data).
       stopped_early: whether early stopping ended training before `epochs`.
       validated: whether validation data was given.

@@ -14,7 +14,7 @@
 //! pseudo-result is dropped without taking one.
 
 use crate::baidu::{check_token_list, ResultKind};
-use crate::error::{Error, Field, FieldError, Rejector, Result};
+use crate::error::{defer_error_after_session, Error, Field, FieldError, Rejector, Result};
 use crate::fields::{parse_u32, split_fields};
 use crate::input::LineReader;
 use crate::session::{Session, SessionResult, SessionSource};
@@ -190,17 +190,10 @@ impl AnnotationParser {
                 if !matches!(self.state, GroupState::Malformed(_)) {
                     self.state = GroupState::Malformed(error.field);
                 }
-                match self
+                let rejected = self
                     .rejector
-                    .reject(error, self.lines.path(), self.lines.lineno())
-                {
-                    Ok(()) => Ok(finished),
-                    Err(error) if finished => {
-                        self.pending_error = Some(error);
-                        Ok(true)
-                    }
-                    Err(error) => Err(error),
-                }
+                    .reject(error, self.lines.path(), self.lines.lineno());
+                defer_error_after_session(rejected, finished, &mut self.pending_error)
             }
         }
     }

@@ -14,7 +14,7 @@
 //! shown results only, and an invalid value is a parse error of that column.
 
 use crate::behaviour::{parse_float_value, parse_int_value, BehaviourColumn, ValueKind};
-use crate::error::{Error, Field, FieldError, Rejector, Result};
+use crate::error::{defer_error_after_session, Error, Field, FieldError, Rejector, Result};
 use crate::fields::{is_ascii_id, is_token_list, parse_u32, split_fields};
 use crate::input::LineReader;
 use crate::options::{DocumentKey, ParserConfig};
@@ -298,14 +298,8 @@ impl BaiduParser {
     ) -> Result<bool> {
         let finished = self.close_session(session, stats);
         self.open_session(0);
-        match self.reject(error) {
-            Ok(()) => Ok(finished),
-            Err(error) if finished => {
-                self.pending_error = Some(error);
-                Ok(true)
-            }
-            Err(error) => Err(error),
-        }
+        let rejected = self.reject(error);
+        defer_error_after_session(rejected, finished, &mut self.pending_error)
     }
 
     fn add_result(&mut self, document: DocumentLine) {

@@ -324,6 +324,25 @@ impl Rejector {
     }
 }
 
+/// Returns whether a session finished, holding back a strict error until that session is handed out.
+///
+/// A malformed line can close the session before it. That session is good, so the caller returns it
+/// first and raises the error, kept in `pending`, on its next call.
+pub fn defer_error_after_session(
+    rejected: Result<()>,
+    finished: bool,
+    pending: &mut Option<Error>,
+) -> Result<bool> {
+    match rejected {
+        Ok(()) => Ok(finished),
+        Err(error) if finished => {
+            *pending = Some(error);
+            Ok(true)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// A malformed session under `on_error="strict"`: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

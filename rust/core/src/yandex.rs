@@ -21,7 +21,7 @@
 
 use std::io::Write;
 
-use crate::error::{Error, Field, FieldError, Rejector, Result};
+use crate::error::{defer_error_after_session, Error, Field, FieldError, Rejector, Result};
 use crate::fields::parse_u64;
 use crate::input::LineReader;
 use crate::options::{ParserConfig, QueryKey};
@@ -308,17 +308,10 @@ impl YandexParser {
                 error
             }
         };
-        match self
+        let rejected = self
             .rejector
-            .reject(error, self.lines.path(), self.lines.lineno())
-        {
-            Ok(()) => Ok(finished),
-            Err(error) if finished => {
-                self.pending_error = Some(error);
-                Ok(true)
-            }
-            Err(error) => Err(error),
-        }
+            .reject(error, self.lines.path(), self.lines.lineno());
+        defer_error_after_session(rejected, finished, &mut self.pending_error)
     }
 }
 
