@@ -3,6 +3,7 @@
     clickjax train --model pbm --format wscd --train trainSample --test testSample --output runs/pbm
     clickjax demo
     clickjax simulate --model dbn --sessions 100000 --format baidu --output simulated.txt.gz
+    clickjax ingest --format wscd --output ingested --split train=0.9,test=0.1 trainSample
 
 The commands are a thin layer over the Python API (`clickjax.data`, `clickjax.models`,
 `clickjax.training`).
@@ -21,6 +22,7 @@ from pathlib import Path
 from clickjax import __version__
 from clickjax.data import FORMATS
 from clickjax.errors import ClickjaxError
+from clickjax.ingest import DEFAULT_SHARD_SESSIONS, SPLIT_BY, ingest, parse_splits, read_load_report
 from clickjax.models import MODELS
 from clickjax.run import TrainingConfig, train_and_evaluate
 from clickjax.simulation import SimulationConfig, run_simulation, truth_path
@@ -120,7 +122,69 @@ def _build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, metavar="S", help="seed of the parameters, rankings and clicks (default: 0)"
     )
     simulate.set_defaults(handler=_simulate_command)
+    _add_ingest_command(commands)
     return parser
+
+
+def _add_ingest_command(commands) -> None:
+    ingest_parser = commands.add_parser(
+        "ingest",
+        help="parse a raw log once into Parquet shards that train reads with --format parquet",
+        description="Parse raw log files once and write them as zstd-compressed Parquet shards (one row per "
+        "session, the batch contract's columns) with manifest.json and load_report.json, optionally split "
+        "into subfolders and with identical sessions aggregated.",
+    )
+
+    raw_formats = [name for name in FORMATS if name != "parquet"]
+    ingest_parser.add_argument("--format", required=True, choices=raw_formats, help="format of the raw log files")
+    ingest_parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder to write the shards to; must be new or empty")
+    ingest_parser.add_argument("inputs", nargs="+", metavar="INPUT", help="raw log files, read in this order")
+    ingest_parser.add_argument("--positions", type=int, default=10, help="page length: results ranked below it are dropped (default: 10)")
+    ingest_parser.add_argument(
+        "--on-error", choices=("strict", "skip"), default="strict",
+        help="on a malformed line: stop with an error (strict, default) or drop the session and count it (skip)",
+    )
+
+    # Layout of the shards.
+    ingest_parser.add_argument(
+        "--shard-sessions", type=int, default=DEFAULT_SHARD_SESSIONS, metavar="N",
+        help=f"maximum sessions (rows) per shard file (default: {DEFAULT_SHARD_SESSIONS:,})",
+    )
+    ingest_parser.add_argument(
+        "--split", metavar="NAME=FRACTION,...",
+        help="write each split to DIR/NAME/, e.g. train=0.8,validation=0.1,test=0.1; fractions add up to 1",
+    )
+    ingest_parser.add_argument(
+        "--split-by", choices=SPLIT_BY, default="session",
+        help="session: contiguous session ranges in input order (default); query: a seeded hash of the query id "
+        "puts every session of a query in one split",
+    )
+    ingest_parser.add_argument("--seed", type=int, default=0, help="seed of the query hash of --split-by query (default: 0)")
+    ingest_parser.add_argument(
+        "--aggregate", action="store_true",
+        help="merge identical sessions (same query, documents, positions, clicks and mask) into one row whose weight counts them",
+    )
+    ingest_parser.add_argument("--overwrite", action="store_true", help="replace DIR if an earlier ingest wrote it")
+
+    # Reader options, as for train.
+    ingest_parser.add_argument(
+        "--document-key", choices=("url", "text"), default=None,
+        help="what identifies a Baidu document: its URL MD5 (url) or its title and abstract tokens (text); "
+        "default: url, and text for baidu-annotation",
+    )
+    ingest_parser.add_argument("--query-key", choices=("query_region", "query"), default=None, help="Yandex only: what identifies a query (default: query_region)")
+    ingest_parser.add_argument(
+        "--behaviour", metavar="NAME,...", default="",
+        help="Baidu behaviour columns to keep, comma-separated (e.g. dwelling_time,multimedia_type)",
+    )
+    ingest_parser.add_argument("--drop-sessions-without-clicks", action="store_true", help="drop sessions whose log records no click")
+    ingest_parser.add_argument("--min-results", type=int, default=1, metavar="N", help="drop sessions with fewer results than N (default: 1)")
+    ingest_parser.add_argument(
+        "--min-sessions-per-query", type=int, default=1, metavar="N",
+        help="drop the sessions of queries with fewer than N sessions; above 1 the inputs are read twice (default: 1)",
+    )
+
+    ingest_parser.set_defaults(handler=_ingest_command)
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -232,6 +296,43 @@ def _simulate_command(args: argparse.Namespace) -> int:
         f"query-document pairs, {truth['click_rate']:.3f} clicks per result) to {args.output}"
     )
     print(f"wrote the true parameters to {truth_path(args.output)}")
+    return 0
+
+
+def _ingest_command(args: argparse.Namespace) -> int:
+    splits = parse_splits(args.split) if args.split is not None else None
+    if args.split is None and args.split_by != "session":
+        raise ValueError(f"--split-by {args.split_by} needs --split NAME=FRACTION,...")
+    behaviour = [name.strip() for name in args.behaviour.split(",") if name.strip()]
+    manifest = ingest(
+        args.format,
+        args.inputs,
+        args.output,
+        positions=args.positions,
+        shard_sessions=args.shard_sessions,
+        splits=splits,
+        split_by=args.split_by,
+        seed=args.seed,
+        aggregate=args.aggregate,
+        overwrite=args.overwrite,
+        on_error=args.on_error,
+        behaviour=behaviour,
+        document_key=args.document_key,
+        query_key=args.query_key,
+        drop_sessions_without_clicks=args.drop_sessions_without_clicks,
+        min_results=args.min_results,
+        min_sessions_per_query=args.min_sessions_per_query,
+    )
+    _print_report(read_load_report(args.output))
+    rows = f"{manifest['sessions']:,} rows standing for {manifest['weight']:,.0f} sessions" if args.aggregate else f"{manifest['sessions']:,} sessions"
+    if splits is None:
+        print(f"wrote {rows} in {len(manifest['shards'])} shard(s) to {args.output}/")
+    else:
+        print(f"wrote {rows} to {args.output}/:")
+        for name, entry in manifest["splits"].items():
+            print(f"  {name}/: {entry['sessions']:,} rows, {entry['weight']:,.0f} sessions (fraction {entry['fraction']:g})")
+            if entry["sessions"] == 0:
+                print(f"warning: split {name} received no sessions; use larger fractions or --split-by session", file=sys.stderr)
     return 0
 
 

@@ -47,6 +47,7 @@ from clickjax._native import BatchReader
 from clickjax._native import Vocabulary
 from clickjax._native import read_labels as _read_labels
 from clickjax.formats.long import LongTableBatches, read_long
+from clickjax.shards import ShardReader, read_shards
 
 __all__ = [
     "BATCH_COLUMNS",
@@ -69,8 +70,9 @@ logger = logging.getLogger(__name__)
 # - "wscd": the WSCD sample format of PyClick's examples;
 # - "clickmodels": the ClickModels TSV, with JSON lists or JSON objects;
 # - "long": Parquet, CSV or Feather tables with one row per impression and the columns session,
-#   query, document, position and click (see `clickjax.formats.long`).
-FORMATS = ("baidu", "baidu-annotation", "yandex", "wscd", "clickmodels", "long")
+#   query, document, position and click (see `clickjax.formats.long`);
+# - "parquet": canonical Parquet shards that `clickjax ingest` wrote (see `clickjax.shards`).
+FORMATS = ("baidu", "baidu-annotation", "yandex", "wscd", "clickmodels", "long", "parquet")
 
 # Schema metadata key of the counters of `read_relevance_labels`.
 LABEL_STATS_KEY = b"clickjax_stats"
@@ -104,12 +106,13 @@ def read_batches(
     behaviour: Sequence[str] = (),
     document_key: str | None = None,
     query_key: str | None = None,
-) -> BatchReader | LongTableBatches:
-    """Stream a raw click log as Arrow RecordBatches.
+) -> BatchReader | LongTableBatches | ShardReader:
+    """Stream a click log as Arrow RecordBatches.
 
     Args:
       format: the log format, one of `FORMATS`.
-      paths: files read in order; gzip is detected by its magic bytes, plain text works too.
+      paths: files read in order; gzip is detected by its magic bytes, plain text works too. For
+        `parquet`, ingest folders or shard files.
       vocabulary: maps queries, documents and pairs to dense ids. While it is not frozen, new keys
         get new ids; once frozen, unknown keys get the out-of-vocabulary id 1 and are counted.
       positions: page length P; results ranked below P are dropped and counted. None pads every
@@ -134,10 +137,28 @@ def read_batches(
       contains the reader's counters, which `clickjax.report.LoadReport.from_stats` explains. The
       `long` format reads every table into memory first and ignores `on_error`, because a table
       has no malformed lines. Its columns are named session, query, document, position and click,
-      and `clickjax.formats.long.read_long` can read other names.
+      and `clickjax.formats.long.read_long` can read other names. The `parquet` format returns a
+      `clickjax.shards.ShardReader`: the ids come from the shards, so `vocabulary` is not used,
+      `on_error` is ignored, and the session rules were applied at ingest (passing one raises).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown log format {format!r}; expected one of {', '.join(FORMATS)}")
+    if format == "parquet":
+        rules = {
+            "drop_sessions_without_clicks": drop_sessions_without_clicks,
+            "min_results": min_results != 1,
+            "min_sessions_per_query": min_sessions_per_query != 1,
+            "behaviour": bool(behaviour),
+            "document_key": document_key is not None,
+            "query_key": query_key is not None,
+        }
+        applied = [name for name, given in rules.items() if given]
+        if applied:
+            raise ValueError(
+                f"{', '.join(applied)} do not apply to the parquet format: the session rules and keys were "
+                "applied when the shards were ingested; pass them to clickjax ingest instead"
+            )
+        return read_shards(paths, positions=positions, batch_size=batch_size)
     if format == "long":
         if behaviour or document_key is not None or query_key is not None:
             raise ValueError("behaviour, document_key and query_key do not apply to the long format")

@@ -29,6 +29,7 @@ from clickjax.data import ClickLog, Vocabulary
 from clickjax.models import MODELS
 from clickjax.report import LoadReport
 from clickjax.serialization import save_model, training_pairs
+from clickjax.shards import ShardReader
 from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
 
 __all__ = ["TrainingConfig", "train_and_evaluate"]
@@ -92,9 +93,13 @@ def train_and_evaluate(
             if log is not None:
                 on_loaded(LoadReport.from_stats(log.stats, name=name))
 
+    pair_table_size = vocabulary.pair_table_size
+    if config.format == "parquet":
+        # Shards carry their ids, so the vocabulary stayed empty: size the table from the manifests.
+        pair_table_size = _shard_pair_table_size(config, [train, validation, test])
     model = MODELS[config.model](
         positions=config.positions,
-        query_doc_pairs=vocabulary.pair_table_size,
+        query_doc_pairs=pair_table_size,
         rngs=nnx.Rngs(config.seed),
     )
     trainer = Trainer(
@@ -146,11 +151,27 @@ def train_and_evaluate(
         config={
             "model": config.model,
             "positions": config.positions,
-            "query_doc_pairs": vocabulary.pair_table_size,
+            "query_doc_pairs": pair_table_size,
         },
         pairs=training_pairs(train),
     )
     return summary
+
+
+def _shard_pair_table_size(config: TrainingConfig, logs: list[ClickLog | None]) -> int:
+    """Check that the train, validation and test shards share one vocabulary and return its pair table size."""
+    inputs = [("train", config.train), ("validation", config.validation), ("test", config.test)]
+    vocabularies = {role: ShardReader(paths).vocabulary for role, paths in inputs if paths}
+    ids = {role: entry["id"] for role, entry in vocabularies.items() if entry is not None}
+    if len(set(ids.values())) > 1:
+        raise ValueError(
+            "the train, validation and test shards were encoded with different vocabularies, so their ids do not "
+            "match; ingest them as splits of one log (--split) or with --vocabulary set to the training vocabulary"
+        )
+    # The largest id seen also bounds the table, for shard files read without their manifest.
+    largest_id = max(int(log.columns["query_doc_id"].max(initial=0)) for log in logs if log is not None)
+    sizes = [entry["pair_table_size"] for entry in vocabularies.values() if entry is not None]
+    return max([largest_id + 1, *sizes])
 
 
 def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str) -> ClickLog:
