@@ -22,6 +22,8 @@ API_OBJECTS = {
     "api/training": ["clickjax.training.Trainer", "clickjax.training.Trainer.fit"],
     "api/metrics": ["clickjax.metrics.Metrics", "clickjax.metrics.evaluate"],
     "api/serialization": ["clickjax.serialization.save_model", "clickjax.serialization.load_model"],
+    "api/ingest": ["clickjax.ingest.ingest", "clickjax.ingest.aggregate_sessions"],
+    "api/shards": ["clickjax.shards.read_shards", "clickjax.shards.shuffled_batches"],
 }
 
 if importlib.util.find_spec("mkdocs") is None:

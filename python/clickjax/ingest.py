@@ -145,7 +145,7 @@ def ingest(
     overwrite: bool = False,
     compression: str = "zstd",
     read_batch_size: int = 8192,
-    **reader_options,
+    **reader_options: object,
 ) -> dict:
     """Parse a raw log once and write it as canonical Parquet shards to `output`.
 
