@@ -18,6 +18,7 @@ from clickjax.models import MODELS
 from clickjax.report import LoadReport
 from clickjax.shards import ShardError, read_manifest, read_shards
 from clickjax.simulation import draw_random_parameters
+from clickjax.vocabulary import load_vocabulary
 from clickjax.writers import write_log
 
 POSITIONS = 4
@@ -177,6 +178,71 @@ def test_parquet_format_in_read_batches(demo_log, tmp_path):
     assert reader.stats["sessions_read"] == 100
 
 
+# Vocabulary
+
+
+def test_ingest_saves_vocabulary(demo_log, tmp_path):
+    vocabulary = Vocabulary()
+
+    manifest = ingest("baidu", [demo_log], tmp_path / "out", vocabulary=vocabulary)
+
+    saved = load_vocabulary(tmp_path / "out" / "vocabulary.parquet")
+    assert saved.to_arrow().equals(vocabulary.to_arrow())
+    assert manifest["vocabulary"]["file"] == "vocabulary.parquet"
+    assert manifest["vocabulary"]["pair_table_size"] == saved.pair_table_size
+
+
+def test_ingest_with_training_vocabulary(data_dir, tmp_path, capsys):
+    train = data_dir / "yandex-wscd-pyclick" / "trainSample"
+    test = data_dir / "yandex-wscd-pyclick" / "testSample"
+    vocabulary = Vocabulary()
+    ClickLog.read("wscd", [train], vocabulary)
+    vocabulary.freeze()
+    expected = ClickLog.read("wscd", [test], vocabulary)
+    assert main(["ingest", "--format", "wscd", "--output", str(tmp_path / "train"), str(train)]) == 0
+
+    code = main([
+        "ingest", "--format", "wscd", "--output", str(tmp_path / "test"),
+        "--vocabulary", str(tmp_path / "train" / "vocabulary.parquet"), str(test),
+    ])
+
+    assert code == 0
+    actual = ClickLog.read("parquet", [tmp_path / "test"], Vocabulary())
+    assert_same_columns(actual.columns, expected.columns)
+    report = read_load_report(tmp_path / "test")
+    assert report.oov_pairs == expected.stats["oov_pairs"] > 0
+    assert actual.stats["oov_pairs"] == report.oov_pairs
+    train_manifest = read_manifest(tmp_path / "train")
+    test_manifest = read_manifest(tmp_path / "test")
+    assert test_manifest["vocabulary"]["id"] == train_manifest["vocabulary"]["id"]
+    assert test_manifest["vocabulary"]["frozen"]
+
+
+def test_train_rejects_shards_of_other_vocabularies(many_query_log, tmp_path, capsys):
+    # The same queries in another order get other ids.
+    other_log = tmp_path / "other.txt.gz"
+    write_log(other_log, many_query_columns(400, 5, seed=9), "wscd")
+    ingest("wscd", [many_query_log], tmp_path / "a", positions=POSITIONS)
+    ingest("wscd", [other_log], tmp_path / "b", positions=POSITIONS)
+
+    code = main([
+        "train", "--model", "pbm", "--format", "parquet", "--train", str(tmp_path / "a"), "--test",
+        str(tmp_path / "b"), "--positions", str(POSITIONS), "--epochs", "1", "--output", str(tmp_path / "run"),
+    ])
+
+    assert code == 1
+    assert "encoded with different vocabularies" in capsys.readouterr().err
+
+
+def test_cli_ingest_missing_vocabulary(many_query_log, tmp_path, capsys):
+    missing = tmp_path / "vocabulary.parquet"
+
+    code = main(["ingest", "--format", "wscd", "--output", str(tmp_path / "out"), "--vocabulary", str(missing), str(many_query_log)])
+
+    assert code == 1
+    assert f"--vocabulary {missing} not found" in capsys.readouterr().err
+
+
 # Shard errors
 
 
@@ -232,11 +298,15 @@ def test_read_shards_folder_errors(demo_log, tmp_path):
 
 
 def test_read_shards_rejects_mixed_vocabularies(demo_log, tmp_path):
+    with resources.as_file(resources.files("clickjax") / "demo_data" / "demo-test.txt.gz") as other_log:
+        ingest("baidu", [other_log], tmp_path / "other")
     ingest("baidu", [demo_log], tmp_path / "one")
-    ingest("baidu", [demo_log], tmp_path / "two")
+    ingest("baidu", [demo_log], tmp_path / "again")
 
+    # Two ingests of one log assign the same ids, so their shards read together.
+    assert read_shards([tmp_path / "one", tmp_path / "again"]).num_sessions == 8000
     with pytest.raises(ShardError, match="different vocabularies"):
-        read_shards([tmp_path / "one", tmp_path / "two"])
+        read_shards([tmp_path / "one", tmp_path / "other"])
 
 
 # Splits

@@ -27,6 +27,7 @@ from clickjax.models import MODELS
 from clickjax.run import TrainingConfig, train_and_evaluate
 from clickjax.simulation import SimulationConfig, run_simulation, truth_path
 from clickjax.training import DEFAULT_LEARNING_RATE
+from clickjax.vocabulary import load_vocabulary
 from clickjax.writers import WRITE_FORMATS
 
 __all__ = ["main"]
@@ -165,6 +166,11 @@ def _add_ingest_command(commands) -> None:
         help="merge identical sessions (same query, documents, positions, clicks and mask) into one row whose weight counts them",
     )
     ingest_parser.add_argument("--overwrite", action="store_true", help="replace DIR if an earlier ingest wrote it")
+    ingest_parser.add_argument(
+        "--vocabulary", type=Path, metavar="FILE",
+        help="encode with this saved vocabulary, frozen (e.g. the vocabulary.parquet of the training ingest), so "
+        "that the shards use its ids and unknown queries, documents and pairs are counted as out of vocabulary",
+    )
 
     # Reader options, as for train.
     ingest_parser.add_argument(
@@ -304,11 +310,18 @@ def _ingest_command(args: argparse.Namespace) -> int:
     if args.split is None and args.split_by != "session":
         raise ValueError(f"--split-by {args.split_by} needs --split NAME=FRACTION,...")
     behaviour = [name.strip() for name in args.behaviour.split(",") if name.strip()]
+    vocabulary = None
+    if args.vocabulary is not None:
+        if not args.vocabulary.is_file():
+            raise ValueError(f"--vocabulary {args.vocabulary} not found; name the vocabulary.parquet that clickjax ingest wrote")
+        vocabulary = load_vocabulary(args.vocabulary)
+        vocabulary.freeze()
     manifest = ingest(
         args.format,
         args.inputs,
         args.output,
         positions=args.positions,
+        vocabulary=vocabulary,
         shard_sessions=args.shard_sessions,
         splits=splits,
         split_by=args.split_by,

@@ -8,6 +8,7 @@ beside them what later runs need to trust the shards:
     DIR/manifest.json       format version, positions, columns, shards with their session counts,
                             vocabulary table sizes, ingest options
     DIR/load_report.json    the reader's counters (`clickjax.report.LoadReport`)
+    DIR/vocabulary.parquet  the vocabulary after the ingest (`clickjax.vocabulary`)
 
 With `splits`, the shards go to one subfolder per split (`DIR/train/part-00000.parquet`, ...), each
 with its own `manifest.json`; the top manifest lists the splits. `clickjax.shards.read_shards` reads
@@ -18,12 +19,12 @@ either layout back, and `aggregate_sessions` merges identical sessions into one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -35,10 +36,12 @@ from clickjax import __version__
 from clickjax.data import Vocabulary, read_batches
 from clickjax.report import LoadReport
 from clickjax.shards import FORMAT_VERSION, MANIFEST_NAME, SCHEMA_METADATA_KEY
+from clickjax.vocabulary import save_vocabulary
 
 __all__ = [
     "DEFAULT_SHARD_SESSIONS",
     "LOAD_REPORT_NAME",
+    "VOCABULARY_NAME",
     "SPLIT_BY",
     "aggregate_sessions",
     "ingest",
@@ -49,6 +52,7 @@ __all__ = [
 PathLike = str | os.PathLike
 
 LOAD_REPORT_NAME = "load_report.json"
+VOCABULARY_NAME = "vocabulary.parquet"
 DEFAULT_SHARD_SESSIONS = 1_000_000
 # Ways to assign sessions to splits: contiguous session ranges in input order, or whole queries.
 SPLIT_BY = ("session", "query")
@@ -162,7 +166,9 @@ def ingest(
       output: the folder to write; it must be missing or empty unless `overwrite` is set.
       positions: page length P.
       vocabulary: the vocabulary to encode with; a frozen one keeps its ids and counts unknown
-        keys as out of vocabulary. None starts an empty one.
+        keys as out of vocabulary. None starts an empty one. Pass the frozen vocabulary of the
+        training ingest (`clickjax.vocabulary.load_vocabulary`) to encode validation and test
+        logs with the training ids.
       shard_sessions: maximum rows per shard.
       splits: split name -> fraction (see `parse_splits`); None writes one set of shards.
       split_by: `"session"`: contiguous ranges of sessions in input order, exact to one session.
@@ -231,6 +237,7 @@ def ingest(
     finally:
         shutil.rmtree(output / _STAGING_FOLDER, ignore_errors=True)
 
+    save_vocabulary(vocabulary, output / VOCABULARY_NAME)
     report = LoadReport.from_stats(reader.stats, name=", ".join(os.fspath(path) for path in paths))
     (output / LOAD_REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     total_rows = sum(shard["sessions"] for shards in written for shard in shards)
@@ -518,13 +525,30 @@ def _describe_columns(schema: pa.Schema | None) -> list[dict]:
 
 def _describe_vocabulary(vocabulary: Vocabulary) -> dict:
     return {
-        # Shards encoded with one vocabulary share this id; readers refuse to mix ids of two.
-        "id": uuid.uuid4().hex,
+        # Relative to the top ingest folder, also in the manifests of split subfolders.
+        "file": VOCABULARY_NAME,
+        "id": _vocabulary_id(vocabulary),
         "frozen": vocabulary.frozen,
         "query_table_size": vocabulary.query_table_size,
         "document_table_size": vocabulary.document_table_size,
         "pair_table_size": vocabulary.pair_table_size,
     }
+
+
+def _vocabulary_id(vocabulary: Vocabulary) -> str:
+    """Hash the ids of a vocabulary: equal for shards encoded with the same ids, whatever the counts.
+
+    A vocabulary loaded from the `vocabulary.parquet` of an earlier ingest and kept frozen gets
+    the id of that ingest, so readers accept its shards together with the earlier ones.
+    """
+    table = vocabulary.to_arrow()
+    digest = hashlib.sha256()
+    sizes = (vocabulary.query_table_size, vocabulary.document_table_size, vocabulary.pair_table_size)
+    digest.update(json.dumps(sizes).encode())
+    digest.update(table.column("fingerprint").to_numpy().tobytes())
+    for name in ("query_id", "doc_id"):
+        digest.update(table.column(name).fill_null(0).to_numpy().tobytes())
+    return digest.hexdigest()[:32]
 
 
 def _write_json(path: Path, value: dict) -> None:
