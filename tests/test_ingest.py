@@ -95,6 +95,16 @@ def test_ingest_round_trip_real_wscd(data_dir, tmp_path):
     assert actual.positions == 10
 
 
+def test_ingest_pads_to_longest_session(demo_log, tmp_path):
+    reader = read_batches("baidu", [demo_log], Vocabulary(), positions=None, batch_size=1000)
+    expected = concatenated(reader)
+
+    manifest = ingest("baidu", [demo_log], tmp_path / "out", positions=None)
+
+    assert manifest["positions"] == reader.positions
+    assert_same_columns(concatenated(read_shards([tmp_path / "out"])), expected)
+
+
 def test_shards_size_names_and_manifest(demo_log, tmp_path):
     vocabulary = Vocabulary()
     expected_rows = sum(batch.num_rows for batch in read_raw("baidu", [demo_log]))

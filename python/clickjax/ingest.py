@@ -139,7 +139,7 @@ def ingest(
     paths: Sequence[PathLike],
     output: PathLike,
     *,
-    positions: int = 10,
+    positions: int | None = 10,
     vocabulary: Vocabulary | None = None,
     shard_sessions: int = DEFAULT_SHARD_SESSIONS,
     splits: Mapping[str, float] | None = None,
@@ -157,14 +157,16 @@ def ingest(
     A session-range split or an aggregation needs a second pass, so the first pass writes
     lz4-compressed staging shards under `output/.staging`, which are deleted at the end.
     Aggregation routes each row by a hash of its bytes into one of ceil(rows / `shard_sessions`)
-    buckets and merges each bucket in memory, so identical sessions merge across the whole split
-    while memory keeps one bucket (about `shard_sessions` rows) at a time.
+    bucket files and then merges each bucket in memory. So identical sessions merge across the
+    whole split, while memory keeps about `shard_sessions` rows at a time: the rows waiting to be
+    routed, or one bucket. The `long` format is the exception, since its reader loads whole tables.
 
     Args:
       format: the raw log format, one of `clickjax.data.FORMATS`.
       paths: log files, read in order.
       output: the folder to write; it must be missing or empty unless `overwrite` is set.
-      positions: page length P.
+      positions: page length P; None pads to the longest session, which a first pass over the
+        inputs finds (for annotation files).
       vocabulary: the vocabulary to encode with; a frozen one keeps its ids and counts unknown
         keys as out of vocabulary. None starts an empty one. Pass the frozen vocabulary of the
         training ingest (`clickjax.vocabulary.load_vocabulary`) to encode validation and test
@@ -196,7 +198,7 @@ def ingest(
         raise ValueError("ingest reads raw logs; --format parquet input is already ingested")
     if shard_sessions < 1:
         raise ValueError(f"--shard-sessions must be at least 1, got {shard_sessions}")
-    if positions < 1:
+    if positions is not None and positions < 1:
         raise ValueError(f"--positions must be at least 1, got {positions}")
     if split_by not in SPLIT_BY:
         raise ValueError(f"invalid --split-by {split_by!r}; expected one of {', '.join(SPLIT_BY)}")
@@ -215,7 +217,7 @@ def ingest(
     staged = aggregate or (splits is not None and split_by == "session")
     try:
         if staged:
-            staging = _ShardWriter(output / _STAGING_FOLDER, shard_sessions, _STAGING_COMPRESSION, positions)
+            staging = _ShardWriter(output / _STAGING_FOLDER, shard_sessions, _STAGING_COMPRESSION)
             query_counts = np.zeros(len(split_names), np.int64)
             for batch in reader:
                 schema = batch.schema
@@ -225,11 +227,11 @@ def ingest(
             staged_shards = staging.close()
             total = sum(shard["sessions"] for shard in staged_shards)
             counts = _session_counts(total, fractions) if split_by == "session" else query_counts
-            sinks = [_make_sink(output, name, count, shard_sessions, compression, positions, aggregate) for name, count in zip(split_names, counts)]
+            sinks = [_make_sink(output, name, count, shard_sessions, compression, aggregate) for name, count in zip(split_names, counts)]
             staged_reader = (batch for shard in staged_shards for batch in pq.ParquetFile(output / _STAGING_FOLDER / shard["path"]).iter_batches(batch_size=read_batch_size))
             _route(staged_reader, sinks, fractions, split_by, seed, counts)
         else:
-            sinks = [_make_sink(output, name, 0, shard_sessions, compression, positions, False) for name in split_names]
+            sinks = [_make_sink(output, name, 0, shard_sessions, compression, False) for name in split_names]
             batches = _remember_schema(reader)
             _route(batches, sinks, fractions, split_by, seed, None)
             schema = batches.schema
@@ -284,11 +286,10 @@ def ingest(
 class _ShardWriter:
     """Write batches into part-NNNNN.parquet files of at most `shard_sessions` rows each."""
 
-    def __init__(self, folder: Path, shard_sessions: int, compression: str, positions: int):
+    def __init__(self, folder: Path, shard_sessions: int, compression: str):
         self.folder = folder
         self.shard_sessions = shard_sessions
         self.compression = compression
-        self.positions = positions
         self.shards: list[dict] = []
         self._writer: pq.ParquetWriter | None = None
         self._current: dict | None = None
@@ -321,7 +322,8 @@ class _ShardWriter:
     def _open(self, schema: pa.Schema) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{len(self.shards):05d}.parquet"
-        metadata = {SCHEMA_METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, "positions": self.positions})}
+        positions = schema.field("mask").type.list_size
+        metadata = {SCHEMA_METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, "positions": positions})}
         self._writer = pq.ParquetWriter(self.folder / name, schema.with_metadata(metadata), compression=self.compression)
         self._current = {"path": name, "sessions": 0, "weight": 0.0, "results": 0, "clicks": 0}
 
@@ -341,15 +343,23 @@ class _ShardWriter:
 class _AggregatingWriter:
     """Route rows by a hash of their bytes into buckets, then write each bucket aggregated as one shard."""
 
-    def __init__(self, folder: Path, staging: Path, buckets: int, compression: str, positions: int):
-        self.buckets = _ShardWriterSet(staging, buckets, positions)
-        self.output = _ShardWriter(folder, 0, compression, positions)
+    def __init__(self, folder: Path, staging: Path, buckets: int, compression: str, flush_rows: int):
+        self.buckets = _ShardWriterSet(staging, buckets)
+        self.output = _ShardWriter(folder, 0, compression)
+        # Rows are routed flush_rows at a time, so that each bucket file gets row groups of about
+        # flush_rows / buckets rows rather than a sliver of every reader batch.
+        self.flush_rows = flush_rows
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        keys = _row_bytes(batch)
-        self.buckets.write(batch, _hash_rows(keys) % np.uint64(self.buckets.count))
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= self.flush_rows:
+            self._flush()
 
     def close(self) -> list[dict]:
+        self._flush()
         for path in self.buckets.close():
             merged = aggregate_sessions(pq.read_table(path))
             path.unlink()
@@ -359,13 +369,20 @@ class _AggregatingWriter:
         return self.output.shards
 
 
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch = pa.Table.from_batches(self._pending).combine_chunks().to_batches()[0]
+        self._pending, self._pending_rows = [], 0
+        self.buckets.write(batch, _hash_rows(_row_bytes(batch)) % np.uint64(self.buckets.count))
+
+
 class _ShardWriterSet:
     """One staging Parquet file per hash bucket, opened when its first row arrives."""
 
-    def __init__(self, folder: Path, count: int, positions: int):
+    def __init__(self, folder: Path, count: int):
         self.folder = folder
         self.count = count
-        self.positions = positions
         self._writers: dict[int, pq.ParquetWriter] = {}
 
     def write(self, batch: pa.RecordBatch, bucket: np.ndarray) -> None:
@@ -390,12 +407,12 @@ class _ShardWriterSet:
         return self.folder / f"bucket-{index:05d}.parquet"
 
 
-def _make_sink(output: Path, name: str | None, rows: int, shard_sessions: int, compression: str, positions: int, aggregate: bool):
+def _make_sink(output: Path, name: str | None, rows: int, shard_sessions: int, compression: str, aggregate: bool):
     folder = output if name is None else output / name
     if aggregate:
         staging = output / _STAGING_FOLDER / f"buckets-{name or 'all'}"
-        return _AggregatingWriter(folder, staging, max(1, math.ceil(rows / shard_sessions)), compression, positions)
-    return _ShardWriter(folder, shard_sessions, compression, positions)
+        return _AggregatingWriter(folder, staging, max(1, math.ceil(rows / shard_sessions)), compression, shard_sessions)
+    return _ShardWriter(folder, shard_sessions, compression)
 
 
 def _route(batches: Iterable[pa.RecordBatch], sinks: list, fractions: np.ndarray, split_by: str, seed: int, counts) -> None:
