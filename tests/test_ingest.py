@@ -564,6 +564,22 @@ def test_cli_ingest_overwrite_replaces_ingest(many_query_log, tmp_path):
     assert read_manifest(tmp_path / "out")["sessions"] == 2000
 
 
+def test_cli_ingest_malformed_line(tmp_path, capsys):
+    log = tmp_path / "log.txt"
+    log.write_text("7_1\t11,12,13 : 12\n8_2\t21,,23 : 21\n9_1\t31,32 : 31\n")
+    arguments = ["ingest", "--format", "wscd", "--positions", "3", "--output", str(tmp_path / "out"), str(log)]
+
+    assert main(arguments) == 1
+    error = capsys.readouterr().err
+    assert f"invalid urls in {log} at line 2" in error
+    # A failed ingest leaves nothing behind, so the same command can run again.
+    assert not (tmp_path / "out").exists()
+
+    assert main([*arguments, "--on-error", "skip"]) == 0
+    assert read_manifest(tmp_path / "out")["sessions"] == 2
+    assert read_load_report(tmp_path / "out").sessions_skipped == 1
+
+
 def test_cli_train_parquet_missing_folder(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
 

@@ -206,76 +206,106 @@ def ingest(
         if not Path(path).exists():
             raise FileNotFoundError(2, "No such file or directory (an input log)", os.fspath(path))
     output = Path(output)
+    existed = output.is_dir()
     _prepare_output(output, overwrite)
     if vocabulary is None:
         vocabulary = Vocabulary()
-    split_names = list(splits) if splits else [None]
-    fractions = np.array(list(splits.values())) if splits else np.ones(1)
+    fractions = dict(splits) if splits else {None: 1.0}
+    options = {
+        "format": format,
+        "inputs": [os.fspath(path) for path in paths],
+        "shard_sessions": shard_sessions,
+        "compression": compression,
+        "aggregate": aggregate,
+        "splits": dict(splits) if splits else None,
+        "split_by": split_by,
+        "seed": seed,
+        "reader_options": {key: list(value) if isinstance(value, tuple) else value for key, value in reader_options.items()},
+        "clickjax_version": __version__,
+    }
 
-    reader = read_batches(format, paths, vocabulary, positions=positions, batch_size=read_batch_size, **reader_options)
-    schema: pa.Schema | None = None
-    staged = aggregate or (splits is not None and split_by == "session")
     try:
-        if staged:
-            staging = _ShardWriter(output / _STAGING_FOLDER, shard_sessions, _STAGING_COMPRESSION)
-            query_counts = np.zeros(len(split_names), np.int64)
-            for batch in reader:
-                schema = batch.schema
-                staging.write(batch)
-                if split_by == "query":
-                    query_counts += np.bincount(_query_splits(batch, fractions, seed), minlength=len(split_names))
-            staged_shards = staging.close()
-            total = sum(shard["sessions"] for shard in staged_shards)
-            counts = _session_counts(total, fractions) if split_by == "session" else query_counts
-            sinks = [_make_sink(output, name, count, shard_sessions, compression, aggregate) for name, count in zip(split_names, counts)]
-            staged_reader = (batch for shard in staged_shards for batch in pq.ParquetFile(output / _STAGING_FOLDER / shard["path"]).iter_batches(batch_size=read_batch_size))
-            _route(staged_reader, sinks, fractions, split_by, seed, counts)
-        else:
-            sinks = [_make_sink(output, name, 0, shard_sessions, compression, False) for name in split_names]
-            batches = _remember_schema(reader)
-            _route(batches, sinks, fractions, split_by, seed, None)
-            schema = batches.schema
-        written = [sink.close() for sink in sinks]
+        reader = read_batches(format, paths, vocabulary, positions=positions, batch_size=read_batch_size, **reader_options)
+        written, schema = _write_shards(reader, output, fractions, options, read_batch_size)
+        save_vocabulary(vocabulary, output / VOCABULARY_NAME)
+        report = LoadReport.from_stats(reader.stats, name=", ".join(options["inputs"]))
+        _write_json(output / LOAD_REPORT_NAME, report.to_dict())
+        if not any(written.values()):
+            counts = ", ".join(f"{name} {count}" for name, count in reader.stats.items() if count)
+            raise ValueError(
+                f"the log has no sessions: {', '.join(options['inputs'])} (reader counts: {counts or 'none'}); "
+                f"check the files and --format {format}"
+            )
+        common = {
+            "format_version": FORMAT_VERSION,
+            "positions": reader.positions,
+            "columns": _describe_columns(schema),
+            "vocabulary": _describe_vocabulary(vocabulary),
+            "ingest": options,
+        }
+        return _write_manifests(output, common, fractions, written)
+    except BaseException:
+        # Leave no half-written ingest behind, so that the same command can run again.
+        shutil.rmtree(output, ignore_errors=True)
+        if existed:
+            output.mkdir(parents=True, exist_ok=True)
+        raise
     finally:
         shutil.rmtree(output / _STAGING_FOLDER, ignore_errors=True)
 
-    save_vocabulary(vocabulary, output / VOCABULARY_NAME)
-    report = LoadReport.from_stats(reader.stats, name=", ".join(os.fspath(path) for path in paths))
-    (output / LOAD_REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    total_rows = sum(shard["sessions"] for shards in written for shard in shards)
-    if total_rows == 0:
-        counts_text = ", ".join(f"{name} {count}" for name, count in reader.stats.items() if count)
-        raise ValueError(
-            f"the log has no sessions: {', '.join(map(os.fspath, paths))} (reader counts: {counts_text or 'none'}); "
-            f"check the files and --format {format}"
-        )
 
-    common = {
-        "format_version": FORMAT_VERSION,
-        "positions": reader.positions,
-        "columns": _describe_columns(schema),
-        "vocabulary": _describe_vocabulary(vocabulary),
-        "ingest": {
-            "format": format,
-            "inputs": [os.fspath(path) for path in paths],
-            "shard_sessions": shard_sessions,
-            "compression": compression,
-            "aggregate": aggregate,
-            "splits": dict(splits) if splits else None,
-            "split_by": split_by,
-            "seed": seed,
-            "reader_options": {key: list(value) if isinstance(value, tuple) else value for key, value in reader_options.items()},
-            "clickjax_version": __version__,
-        },
-    }
-    if splits is None:
-        manifest = {**common, **_shard_summary(written[0])}
+def _write_shards(
+    reader: Iterable[pa.RecordBatch], output: Path, fractions: dict, options: dict, read_batch_size: int
+) -> tuple[dict, pa.Schema | None]:
+    """Stream the reader's batches into the shards of each split; return the shards per split and the schema."""
+    names = list(fractions)
+    cumulative = np.array(list(fractions.values()))
+    split_by, seed = options["split_by"], options["seed"]
+    shard_sessions, compression, aggregate = options["shard_sessions"], options["compression"], options["aggregate"]
+    batches = _SchemaRecorder(reader)
+
+    if not aggregate and not (len(names) > 1 and split_by == "session"):
+        # One pass: every row's split is known as soon as it is read.
+        sinks = [_make_sink(output, name, 0, shard_sessions, compression, False) for name in names]
+        _route(batches, sinks, cumulative, split_by, seed, None)
+        return {name: sink.close() for name, sink in zip(names, sinks)}, batches.schema
+
+    # Two passes: stage the rows in input order and count them, then route them.
+    staging = _ShardWriter(output / _STAGING_FOLDER, shard_sessions, _STAGING_COMPRESSION)
+    query_counts = np.zeros(len(names), np.int64)
+    for batch in batches:
+        staging.write(batch)
+        if split_by == "query":
+            query_counts += np.bincount(_query_splits(batch, cumulative, seed), minlength=len(names))
+    staged_shards = staging.close()
+    total = sum(shard["sessions"] for shard in staged_shards)
+    counts = _session_counts(total, cumulative) if split_by == "session" else query_counts
+
+    sinks = [_make_sink(output, name, count, shard_sessions, compression, aggregate) for name, count in zip(names, counts)]
+    staged = (
+        batch
+        for shard in staged_shards
+        for batch in pq.ParquetFile(output / _STAGING_FOLDER / shard["path"]).iter_batches(batch_size=read_batch_size)
+    )
+    _route(staged, sinks, cumulative, split_by, seed, counts)
+    return {name: sink.close() for name, sink in zip(names, sinks)}, batches.schema
+
+
+def _write_manifests(output: Path, common: dict, fractions: dict, written: dict) -> dict:
+    """Write the manifest of each split folder and then the top one, which is returned."""
+    if list(written) == [None]:
+        manifest = {**common, **_shard_summary(written[None])}
     else:
         manifest = {**common, "splits": {}, "shards": []}
-        for name, fraction, shards in zip(split_names, fractions, written):
+        for name, shards in written.items():
             split_manifest = {**common, "split": name, **_shard_summary(shards)}
             _write_json(output / name / MANIFEST_NAME, split_manifest)
-            manifest["splits"][name] = {"fraction": float(fraction), "path": name, "sessions": split_manifest["sessions"], "weight": split_manifest["weight"]}
+            manifest["splits"][name] = {
+                "fraction": fractions[name],
+                "path": name,
+                "sessions": split_manifest["sessions"],
+                "weight": split_manifest["weight"],
+            }
         manifest["sessions"] = sum(entry["sessions"] for entry in manifest["splits"].values())
         manifest["weight"] = sum(entry["weight"] for entry in manifest["splits"].values())
     # The top manifest comes last: a folder without it is an ingest that did not finish.
@@ -494,7 +524,7 @@ def _hash_rows(keys: np.ndarray) -> np.ndarray:
     return hashes
 
 
-class _remember_schema:
+class _SchemaRecorder:
     """Iterate over a reader and keep the schema of the last batch."""
 
     def __init__(self, reader: Iterable[pa.RecordBatch]):
