@@ -580,6 +580,31 @@ def test_cli_ingest_malformed_line(tmp_path, capsys):
     assert read_load_report(tmp_path / "out").sessions_skipped == 1
 
 
+def test_cli_ingest_empty_log(tmp_path, capsys):
+    log = tmp_path / "empty.txt"
+    log.write_text("")
+
+    code = main(["ingest", "--format", "wscd", "--output", str(tmp_path / "out"), str(log)])
+
+    assert code == 1
+    assert f"the log has no sessions: {log}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_split_reads_as_empty_log(tmp_path):
+    # One query: a query split sends all its sessions to one of the two splits.
+    log = tmp_path / "log.txt"
+    log.write_text("7_1\t11,12,13 : 12;7_1\t11,12,13 :\n")
+    manifest = ingest("wscd", [log], tmp_path / "out", positions=3, splits={"a": 0.5, "b": 0.5}, split_by="query")
+    empty = next(name for name, entry in manifest["splits"].items() if entry["sessions"] == 0)
+
+    log_read = ClickLog.read("parquet", [tmp_path / "out" / empty], Vocabulary(), positions=None)
+
+    assert log_read.num_sessions == 0
+    assert log_read.positions == 3
+    assert log_read.columns["click"].shape == (0, 3)
+
+
 def test_cli_train_parquet_missing_folder(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
 

@@ -155,6 +155,9 @@ class ShardReader:
         for shard in shards:
             self._files.append(self._open(shard))
         self.paths = [shard.path for shard in shards]
+        if self.positions is None:
+            # A split that received no sessions has no shards, but its manifest records P.
+            self.positions = next((_read_positions(Path(path)) for path in paths if Path(path).is_dir()), None)
         self.vocabulary = _common_vocabulary(shards)
         self.batch_size = batch_size
         self._batches = self._iterate()
@@ -375,6 +378,10 @@ def _resolve(path: Path) -> list[_Shard]:
         names = ", ".join(str(path / name) for name in manifest["splits"])
         raise ShardError(f"{path} contains the splits {', '.join(manifest['splits'])}, not shards; name one of {names}", path)
     return [_Shard(path / entry["path"], manifest) for entry in manifest.get("shards", [])]
+
+
+def _read_positions(folder: Path) -> int:
+    return read_manifest(folder)["positions"]
 
 
 def _check_schema(shard: _Shard, schema: pa.Schema) -> int:
