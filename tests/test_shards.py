@@ -86,6 +86,10 @@ def test_sharded_log_batches_in_order(shards):
 
     assert log.num_sessions == SESSIONS
     assert ids == expected.columns["query_id"].tolist()
+    # Shards of 64, 64, 64, 64 and 44 rows give 2 batches each of 32 rows, and 2, 2, 2, 2, 1 of 50.
+    assert log.num_batches(BATCH_SIZE) == len(list(log.batches(BATCH_SIZE))) == 10
+    assert log.num_batches(50) == len(list(log.batches(50))) == 9
+    assert log.num_batches(50, shuffle=True) == len(list(log.batches(50, shuffle=True))) == 6
 
 
 def test_trainer_fits_sharded_log(shards):

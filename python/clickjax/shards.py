@@ -179,9 +179,14 @@ class ShardReader:
         return dict(self._counts)
 
     @property
+    def shard_sessions(self) -> list[int]:
+        """Rows in each shard, in reading order, from the Parquet footers."""
+        return [file.metadata.num_rows for file in self._files]
+
+    @property
     def num_sessions(self) -> int:
         """Rows in all shards, from the Parquet footers."""
-        return sum(file.metadata.num_rows for file in self._files)
+        return sum(self.shard_sessions)
 
     def _open(self, shard: _Shard) -> pq.ParquetFile:
         try:
@@ -339,6 +344,7 @@ class ShardedLog:
         self.positions = reader.positions
         self.buffer_sessions = buffer_sessions
         self._num_sessions = reader.num_sessions
+        self._shard_sessions = reader.shard_sessions
 
     @property
     def num_sessions(self) -> int:
@@ -360,9 +366,14 @@ class ShardedLog:
         for record_batch in ShardReader(self.paths, positions=self.positions, batch_size=batch_size):
             yield pad_batch(batch_to_numpy(record_batch), batch_size)
 
-    def num_batches(self, batch_size: int) -> int:
-        """Number of batches `batches(batch_size)` yields at most (one more per shard without shuffling)."""
-        return -(-self.num_sessions // batch_size)
+    def num_batches(self, batch_size: int, *, shuffle: bool = False) -> int:
+        """Number of batches `batches(batch_size, shuffle=shuffle)` yields.
+
+        Without shuffling a batch never spans two shards, so each shard ends with its own batch.
+        """
+        if shuffle:
+            return -(-self.num_sessions // batch_size)
+        return sum(-(-rows // batch_size) for rows in self._shard_sessions)
 
 
 def _resolve(path: Path) -> list[_Shard]:
