@@ -191,9 +191,9 @@ class ShardReader:
     def _open(self, shard: _Shard) -> pq.ParquetFile:
         try:
             file = pq.ParquetFile(shard.path)
+        except FileNotFoundError:
+            raise
         except (pa.ArrowInvalid, OSError) as error:
-            if isinstance(error, FileNotFoundError):
-                raise
             raise ShardError(f"{shard.path} is not a readable Parquet file ({error}); run clickjax ingest again", shard.path) from error
         positions = _check_schema(shard, file.schema_arrow)
         if self.positions is None:
