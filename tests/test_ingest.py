@@ -1,6 +1,7 @@
 """Ingest into canonical Parquet shards and read them back: round trips, manifest, splits, errors."""
 
 import json
+from collections import Counter
 from importlib import resources
 
 import numpy as np
@@ -9,6 +10,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clickjax.cli import main
 from clickjax.data import ClickLog, Vocabulary, batch_to_numpy, read_batches
@@ -439,6 +442,27 @@ def test_aggregate_sessions_treats_nan_as_equal():
     merged = aggregate_sessions(batch)
 
     assert merged.column("weight").to_pylist() == [2.0, 1.0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(2, 4), st.integers(0, 3), st.sampled_from([1.0, 2.0])), min_size=1, max_size=40))
+def test_aggregate_sessions_matches_counter(rows):
+    # Each row: a query id, a click pattern over 2 slots (as 2 bits) and a weight.
+    batch = contract_batch({
+        "query_id": np.array([query for query, _, _ in rows], np.int32),
+        "click": np.array([[pattern & 1, pattern >> 1] for _, pattern, _ in rows], np.uint8),
+        "weight": np.array([weight for _, _, weight in rows], np.float32),
+    })
+    expected = Counter()
+    for query, pattern, weight in rows:
+        expected[(query, pattern & 1, pattern >> 1)] += weight
+
+    merged = aggregate_sessions(batch)
+
+    keys = zip(merged.column("query_id").to_pylist(), merged.column("click").to_pylist())
+    actual = {(query, *click): weight for (query, click), weight in zip(keys, merged.column("weight").to_pylist())}
+    assert actual == dict(expected)
+    assert merged.num_rows == len(expected)
 
 
 def test_ingest_aggregate_counts_identical_sessions(many_query_log, tmp_path):

@@ -393,11 +393,10 @@ class _AggregatingWriter:
         for path in self.buckets.close():
             merged = aggregate_sessions(pq.read_table(path))
             path.unlink()
-            # A bucket can hold a few more rows than shard_sessions, since the hash spreads rows only
+            # A bucket can contain a few more rows than shard_sessions, since the hash spreads rows only
             # roughly evenly; it stays one shard.
             self.output.write_shard(merged)
         return self.output.shards
-
 
     def _flush(self) -> None:
         if not self._pending:
