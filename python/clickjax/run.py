@@ -54,13 +54,20 @@ class TrainingConfig:
     on_error: str = "strict"
     # None takes the format's default document key ("url", or "text" for annotation files).
     document_key: str | None = None
+    # None takes the format's default query key ("query_region" for yandex, "query_md5" for hf-baidu).
+    query_key: str | None = None
+    behaviour: list[str] = field(default_factory=list)
+    features: list[str] = field(default_factory=list)
+    min_results: int = 1
+    min_sessions_per_query: int = 1
+    drop_sessions_without_clicks: bool = False
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(sorted(MODELS))}")
         if self.positions < 1:
             raise ValueError(f"--positions must be at least 1, got {self.positions}")
-        for option in ("epochs", "batch_size", "patience"):
+        for option in ("epochs", "batch_size", "patience", "min_results", "min_sessions_per_query"):
             value = getattr(self, option)
             if value < 1:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
@@ -163,6 +170,12 @@ def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role
             positions=config.positions,
             on_error=config.on_error,
             document_key=config.document_key,
+            query_key=config.query_key,
+            behaviour=config.behaviour,
+            features=config.features,
+            min_results=config.min_results,
+            min_sessions_per_query=config.min_sessions_per_query,
+            drop_sessions_without_clicks=config.drop_sessions_without_clicks,
         )
     except FileNotFoundError as error:
         # Name the input that listed the path, since train, validation and test files all arrive here.
