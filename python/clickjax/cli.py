@@ -91,7 +91,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--min-sessions-per-query", type=int, default=1, metavar="N",
-        help="drop the sessions of queries with fewer than N sessions; above 1 the training log is read twice (default: 1)",
+        help="drop the training sessions of queries with fewer than N training sessions; above 1 the training log is "
+        "read twice (default: 1)",
     )
     train.add_argument(
         "--drop-sessions-without-clicks", action="store_true",

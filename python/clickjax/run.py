@@ -90,14 +90,14 @@ def train_and_evaluate(
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
-    train = _read(config, config.train, vocabulary, "training")
+    train = _read(config, config.train, vocabulary, "training", min_sessions_per_query=config.min_sessions_per_query)
     vocabulary.freeze()
     validation = _read(config, config.validation, vocabulary, "validation") if config.validation else None
     test = _read(config, config.test, vocabulary, "test")
     if on_loaded is not None:
         for name, log in [("train", train), ("validation", validation), ("test", test)]:
             if log is not None:
-                on_loaded(LoadReport.from_stats(log.stats, name=name))
+                on_loaded(LoadReport.from_stats(log.stats, name=name, log_format=config.format))
 
     model = MODELS[config.model](
         positions=config.positions,
@@ -160,7 +160,11 @@ def train_and_evaluate(
     return summary
 
 
-def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str) -> ClickLog:
+def _read(
+    config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str, min_sessions_per_query: int = 1
+) -> ClickLog:
+    # The rare-query rule shapes the training data. Applied to a test log it would drop test sessions
+    # by their count there, so validation and test logs keep every query.
     started = time.perf_counter()
     try:
         log = ClickLog.read(
@@ -174,7 +178,7 @@ def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role
             behaviour=config.behaviour,
             features=config.features,
             min_results=config.min_results,
-            min_sessions_per_query=config.min_sessions_per_query,
+            min_sessions_per_query=min_sessions_per_query,
             drop_sessions_without_clicks=config.drop_sessions_without_clicks,
         )
     except FileNotFoundError as error:
