@@ -342,6 +342,13 @@ def test_embedding_rows_of_different_length(tmp_path):
         read_hf_baidu([path], _native.Vocabulary(), features=["query_document_embedding"])
 
 
+def test_click_and_annotation_files_not_mixed(tmp_path):
+    clicks = save(script_table(), tmp_path / "clicks.parquet")
+    annotations = save(annotation_table(), tmp_path / "annotations.parquet")
+    with pytest.raises(ValueError, match=r"annotations.parquet: the optional columns \(\['label'\], \['frequency_bucket'\], 0\) differ"):
+        read_hf_baidu([clicks, annotations], _native.Vocabulary(), document_key="text")
+
+
 def test_invalid_options():
     with pytest.raises(ValueError, match="invalid query_key 'region'"):
         read_hf_baidu(builder_table(), _native.Vocabulary(), query_key="region")

@@ -156,8 +156,8 @@ def read_batches(
     Returns:
       An iterator of `pyarrow.RecordBatch` with the batch contract's columns; its `stats` property
       contains the reader's counters, which `clickjax.report.LoadReport.from_stats` explains. The
-      `long` format reads every table into memory first and ignores `on_error`, because a table
-      has no malformed lines. Its columns are named session, query, document, position and click,
+      `long` and `hf-baidu` formats read every table into memory first and ignore `on_error`,
+      because a table has no malformed lines. Its columns are named session, query, document, position and click,
       and `clickjax.formats.long.read_long` can read other names.
     """
     if format not in FORMATS:

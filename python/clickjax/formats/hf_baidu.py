@@ -82,7 +82,7 @@ def detect_layout(schema: pa.Schema) -> str:
 
 
 def read_hf_baidu(
-    source,
+    source: object,
     vocabulary: _native.Vocabulary,
     *,
     behaviour: Sequence[str] = (),
@@ -110,8 +110,11 @@ def read_hf_baidu(
       document_key: `"url"` (`url_md5`) or `"text"` (`text_md5`, the key of the annotation
         exports); None takes `url` where the file has `url_md5`, else `text`.
       query_key: `"query_md5"` (default) or `"query_id"`.
-      positions, batch_size, drop_sessions_without_clicks, min_results, min_sessions_per_query:
-        as for `clickjax.data.read_batches`.
+      positions: as for `clickjax.data.read_batches`.
+      batch_size: as for `clickjax.data.read_batches`.
+      drop_sessions_without_clicks: as for `clickjax.data.read_batches`.
+      min_results: as for `clickjax.data.read_batches`.
+      min_sessions_per_query: as for `clickjax.data.read_batches`.
 
     Returns:
       The batches, the counters (`lines_read` counts documents) and the slots per row.
@@ -144,6 +147,11 @@ def read_hf_baidu(
         )
         part.session += sessions_before
         sessions_before = int(part.session.max()) + 1 if len(part.session) else sessions_before
+        if parts and part.columns() != parts[0].columns():
+            raise ValueError(
+                f"{name}: the optional columns {part.columns()} differ from {parts[0].columns()} in {tables[0][0]}; "
+                "read click logs and annotated files separately"
+            )
         parts.append(part)
     merged = _DocumentColumns.concatenate(parts)
 
@@ -188,6 +196,11 @@ class _DocumentColumns:
         else:
             rows = np.arange(table.num_rows)
         return _Converter(table, where, rows, layout).convert(behaviour, features, document_key, query_key)
+
+    def columns(self) -> tuple[list[str], list[str], int]:
+        """Return the names of the extra and session columns and the number of features."""
+        width = 0 if self.features is None else self.features.shape[1]
+        return list(self.extra), list(self.session_columns), width
 
     @staticmethod
     def concatenate(parts: list[_DocumentColumns]) -> _DocumentColumns:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class LongTableBatches:
         return iter(self.batches)
 
 
-def read_table(source) -> pa.Table:
+def read_table(source: object) -> pa.Table:
     """Return `source` as a pyarrow Table.
 
     Args:
@@ -106,7 +107,7 @@ def _read_file(path: Path) -> pa.Table:
 
 
 def read_long(
-    source,
+    source: object,
     vocabulary: _native.Vocabulary,
     *,
     session: str = "session",
@@ -130,11 +131,16 @@ def read_long(
     Args:
       source: the table, in any form `read_table` accepts.
       vocabulary: maps keys to dense ids, as for `clickjax.data.read_batches`.
-      session, query, document, position, click: column names. `session` may have any type that
-        Arrow can hash. `query` and `document` must be strings, binary or integers. `position` is
-        the 1-based rank, and `click` is boolean or 0/1.
-      positions, batch_size, drop_sessions_without_clicks, min_results, min_sessions_per_query:
-        as for `clickjax.data.read_batches`.
+      session: name of the session column, of any type that Arrow can hash.
+      query: name of the query column: strings, binary or integers.
+      document: name of the document column: strings, binary or integers.
+      position: name of the column with the 1-based rank.
+      click: name of the click column, boolean or 0/1.
+      positions: as for `clickjax.data.read_batches`.
+      batch_size: as for `clickjax.data.read_batches`.
+      drop_sessions_without_clicks: as for `clickjax.data.read_batches`.
+      min_results: as for `clickjax.data.read_batches`.
+      min_sessions_per_query: as for `clickjax.data.read_batches`.
       features: columns to concatenate into the `features` column, `[batch, positions,
         features]` float32; see `feature_matrix`.
 
@@ -189,15 +195,17 @@ def batch_impressions(
     session_columns: Sequence[tuple[str, np.ndarray]] = (),
     features: np.ndarray | None = None,
     describe_session: Callable[[int], str] = lambda code: f"session {code} has rows with different queries",
-    **rules,
+    **rules: Any,
 ) -> LongTableBatches:
     """Group impressions by session, order each session by rank and pad them with the Rust batcher.
 
     Args:
       vocabulary: maps keys to dense ids.
       session: `[rows]` integer session numbers 0, 1, ... in order of first appearance.
-      query, document: `[rows]` uint64 key fingerprints from `_native.fingerprint`.
-      position: `[rows]` int32 ranks; click: `[rows]` uint8 0 or 1.
+      query: `[rows]` uint64 query fingerprints from `_native.fingerprint`.
+      document: `[rows]` uint64 document fingerprints.
+      position: `[rows]` int32 ranks.
+      click: `[rows]` uint8, 0 or 1.
       extra: `[batch, positions]` columns to add, by name (a Baidu behaviour column or `label`),
         each `[rows]` float32 or int32 as the column requires.
       session_columns: int32 `[batch]` columns to add (`frequency_bucket`), each `[rows]`; a
