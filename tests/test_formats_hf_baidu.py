@@ -349,6 +349,12 @@ def test_click_and_annotation_files_not_mixed(tmp_path):
         read_hf_baidu([clicks, annotations], _native.Vocabulary(), document_key="text")
 
 
+def test_missing_file_names_path(tmp_path):
+    with pytest.raises(FileNotFoundError) as raised:
+        read_hf_baidu([tmp_path / "part-9.feather"], _native.Vocabulary())
+    assert raised.value.filename == str(tmp_path / "part-9.feather")
+
+
 def test_invalid_options():
     with pytest.raises(ValueError, match="invalid query_key 'region'"):
         read_hf_baidu(builder_table(), _native.Vocabulary(), query_key="region")

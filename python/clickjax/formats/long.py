@@ -24,6 +24,7 @@ embedding), and the features are concatenated in the order named.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -87,6 +88,14 @@ def read_table(source: object) -> pa.Table:
 
 def _read_file(path: Path) -> pa.Table:
     name = path.name.lower()
+    if not name.endswith(_TABLE_SUFFIXES):
+        raise ValueError(
+            f"cannot tell the table format of {path}: expected a name ending in .parquet, .csv, .csv.gz, "
+            ".tsv, .feather or .arrow"
+        )
+    if not path.exists():
+        # pyarrow's own message buries the path, so raise the error the text readers raise.
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     if name.endswith((".parquet", ".parq")):
         import pyarrow.parquet as parquet
 
@@ -96,14 +105,12 @@ def _read_file(path: Path) -> pa.Table:
 
         delimiter = "\t" if ".tsv" in name else ","
         return csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=delimiter))
-    if name.endswith((".feather", ".arrow", ".ipc")):
-        import pyarrow.feather as feather
+    import pyarrow.feather as feather
 
-        return feather.read_table(path)
-    raise ValueError(
-        f"cannot tell the table format of {path}: expected a name ending in .parquet, .csv, .csv.gz, "
-        ".tsv, .feather or .arrow"
-    )
+    return feather.read_table(path)
+
+
+_TABLE_SUFFIXES = (".parquet", ".parq", ".csv", ".csv.gz", ".tsv", ".tsv.gz", ".feather", ".arrow", ".ipc")
 
 
 def read_long(
