@@ -331,7 +331,8 @@ class _Converter:
     def _behaviour(self, name: str) -> np.ndarray:
         source = BEHAVIOUR_SOURCES.get(name, name)
         if name == "multimedia_type":
-            return self._integers(source, 0, None, missing=-1)
+            # -1 is the missing value of the batch column, so an export that stores it passes through.
+            return self._integers(source, -1, None, missing=-1)
         values = self._numbers(source)
         return values.astype(np.float32)
 

@@ -378,6 +378,10 @@ mod tests {
             annotation.extra_columns(Format::BaiduAnnotation)[0].name,
             "label"
         );
+        let layout = annotation.layout(Format::BaiduAnnotation);
+        assert_eq!(layout.session_columns, vec![FREQUENCY_BUCKET_COLUMN]);
+        assert_eq!(layout.features, 0);
+        assert!(baidu.layout(Format::Baidu).session_columns.is_empty());
     }
 
     #[test]
