@@ -306,6 +306,11 @@ def replace(table: pa.Table, name: str, values) -> pa.Table:
         ("builder", lambda t: t.drop_columns(["query_no"]), "part.feather: missing column 'query_no'"),
         ("builder", lambda t: replace(t, "click", pa.array(["0", "1"])), "part.feather: column 'click': expected integers, got string"),
         ("builder", lambda t: replace(t, "position", pa.array([1, 0], pa.int32())), "part.feather: row 1, column 'position': invalid value 0, expected an integer of 1 or more"),
+        (
+            "builder",
+            lambda t: replace(t, "query_md5", pa.array([QUERY_MD5, "ff" * 16])),
+            f"part.feather: row 1, column 'query_md5': invalid value '{'ff' * 16}', expected '{QUERY_MD5}' as in row 0 of the same query_no",
+        ),
         ("builder", lambda t: replace(t, "click", pa.array([0, 2], pa.int32())), "part.feather: row 1, column 'click': invalid value 2, expected an integer from 0 to 1"),
         ("script", lambda t: replace(t, "position", pa.array([[1, 0]], pa.list_(pa.int32()))), "part.feather: row 0, column 'position': invalid value 0"),
         (

@@ -165,7 +165,8 @@ def read_hf_baidu(
         extra=list(merged.extra.items()),
         session_columns=list(merged.session_columns.items()),
         features=merged.features if features else None,
-        describe_session=lambda code: f"query_no {code} has rows with different {query_key} values",
+        # Each file's sessions were checked to have one query, so this message is a fallback.
+        describe_session=lambda code: f"session {code} has rows with different {query_key} values",
         positions=positions,
         batch_size=batch_size,
         drop_sessions_without_clicks=drop_sessions_without_clicks,
@@ -242,6 +243,7 @@ class _Converter:
 
         session = self._sessions()
         query = self._fingerprints(query_column, "query")
+        self._check_one_query_per_session(session, query, query_column)
         document = self._fingerprints(document_column, "document")
         position = self._positions(session)
         click = self._integers("click", 0, 1).astype(np.uint8) if "click" in table.column_names else np.zeros(table.num_rows, np.uint8)
@@ -281,6 +283,20 @@ class _Converter:
             raise ValueError(f"{self.where}missing column 'query_no', which numbers the sessions of a file with one row per document")
         codes = pc.dictionary_encode(self._column("query_no")).indices
         return codes.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def _check_one_query_per_session(self, session: np.ndarray, query: np.ndarray, query_column: str) -> None:
+        if not len(session):
+            return
+        _, first_rows = np.unique(session, return_index=True)
+        differs = np.flatnonzero(query != query[first_rows[session]])
+        if len(differs):
+            index = int(differs[0])
+            first = int(first_rows[session[index]])
+            values = self.table.column(query_column)
+            raise self._error(
+                index, query_column, values[index].as_py(),
+                f"{values[first].as_py()!r} as in row {int(self.rows[first])} of the same query_no",
+            )
 
     def _fingerprints(self, name: str, role: str) -> np.ndarray:
         values = self._column(name)
