@@ -108,6 +108,47 @@ def test_ingest_pads_to_longest_session(demo_log, tmp_path):
     assert_same_columns(concatenated(read_shards([tmp_path / "out"])), expected)
 
 
+@pytest.fixture
+def long_table_with_features(tmp_path):
+    """A long Parquet table of 4 sessions, two of them identical, with a number and a 2-vector per result."""
+    table = pa.table({
+        "session": [0, 0, 1, 1, 2, 2, 3],
+        "query": ["q", "q", "q", "q", "r", "r", "q"],
+        "document": ["a", "b", "a", "b", "c", "a", "a"],
+        "position": [1, 2, 1, 2, 1, 2, 1],
+        "click": [1, 0, 1, 0, 0, 1, 0],
+        "bm25": [0.5, 1.5, 0.5, 1.5, 2.0, 3.0, 0.5],
+        "embedding": [[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [1.0, 2.0]],
+    })
+    path = tmp_path / "impressions.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def test_ingest_keeps_features(long_table_with_features, tmp_path):
+    features = ["bm25", "embedding"]
+    expected = concatenated(read_raw("long", [long_table_with_features], positions=3, features=features))
+
+    manifest = ingest("long", [long_table_with_features], tmp_path / "out", positions=3, features=features)
+
+    actual = concatenated(read_shards([tmp_path / "out"]))
+    assert_same_columns(actual, expected)
+    assert actual["features"].shape == (4, 3, 3)
+    assert {"name": "features", "dtype": "float32", "shape": "[sessions, positions, 3]"} in manifest["columns"]
+
+
+def test_ingest_aggregates_with_features(long_table_with_features, tmp_path):
+    features = ["bm25", "embedding"]
+
+    ingest("long", [long_table_with_features], tmp_path / "out", positions=3, features=features, aggregate=True)
+
+    actual = concatenated(read_shards([tmp_path / "out"]))
+    # Sessions 0 and 1 are identical, features included; sessions 2 and 3 are unique.
+    assert sorted(actual["weight"].tolist()) == [1.0, 1.0, 2.0]
+    merged = actual["features"][actual["weight"] == 2.0][0]
+    np.testing.assert_array_equal(merged[:2], [[0.5, 1.0, 2.0], [1.5, 3.0, 4.0]])
+
+
 def test_shards_size_names_and_manifest(demo_log, tmp_path):
     vocabulary = Vocabulary()
     expected_rows = sum(batch.num_rows for batch in read_raw("baidu", [demo_log]))
@@ -142,7 +183,7 @@ def test_load_report_written(demo_log, tmp_path):
 
     ingest("baidu", [demo_log], tmp_path / "out")
 
-    assert read_load_report(tmp_path / "out") == LoadReport.from_stats(reader.stats, name=str(demo_log))
+    assert read_load_report(tmp_path / "out") == LoadReport.from_stats(reader.stats, name=str(demo_log), log_format="baidu")
 
 
 def test_shard_batches_are_views(demo_log, tmp_path):

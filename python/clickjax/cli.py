@@ -73,6 +73,34 @@ def _build_parser() -> argparse.ArgumentParser:
         help="what identifies a Baidu document: its URL MD5 (url) or its title and abstract tokens (text, "
         "the key of the annotation files); default: url, and text for baidu-annotation",
     )
+    train.add_argument(
+        "--query-key", default=None, metavar="KEY",
+        help="what identifies a query: for yandex, query_region (query id and region, default) or query; for "
+        "hf-baidu, query_md5 (default) or query_id",
+    )
+    train.add_argument(
+        "--behaviour", nargs="+", default=[], metavar="NAME",
+        help="Baidu behaviour columns to read (baidu and hf-baidu), such as multimedia_type dwelling_time; "
+        "see docs/data.md for the names",
+    )
+    train.add_argument(
+        "--features", nargs="+", default=[], metavar="NAME",
+        help="numeric or list columns to read as dense features per result (long and hf-baidu), such as bm25 "
+        "query_document_embedding",
+    )
+    train.add_argument(
+        "--min-results", type=int, default=1, metavar="N",
+        help="drop sessions with fewer than N results after truncation to --positions (default: 1)",
+    )
+    train.add_argument(
+        "--min-sessions-per-query", type=int, default=1, metavar="N",
+        help="drop the training sessions of queries with fewer than N training sessions; above 1 the training log is "
+        "read twice (default: 1)",
+    )
+    train.add_argument(
+        "--drop-sessions-without-clicks", action="store_true",
+        help="drop sessions without any click (kept by default, since dropping them biases examination estimates)",
+    )
     _add_training_options(train)
     train.set_defaults(handler=_train_command)
 
@@ -178,10 +206,18 @@ def _add_ingest_command(commands) -> None:
         help="what identifies a Baidu document: its URL MD5 (url) or its title and abstract tokens (text); "
         "default: url, and text for baidu-annotation",
     )
-    ingest_parser.add_argument("--query-key", choices=("query_region", "query"), default=None, help="Yandex only: what identifies a query (default: query_region)")
     ingest_parser.add_argument(
-        "--behaviour", metavar="NAME,...", default="",
-        help="Baidu behaviour columns to keep, comma-separated (e.g. dwelling_time,multimedia_type)",
+        "--query-key", default=None, metavar="KEY",
+        help="what identifies a query: for yandex, query_region (query id and region, default) or query; for "
+        "hf-baidu, query_md5 (default) or query_id",
+    )
+    ingest_parser.add_argument(
+        "--behaviour", nargs="+", default=[], metavar="NAME",
+        help="Baidu behaviour columns to keep (baidu and hf-baidu), such as multimedia_type dwelling_time",
+    )
+    ingest_parser.add_argument(
+        "--features", nargs="+", default=[], metavar="NAME",
+        help="numeric or list columns to keep as dense features per result (long and hf-baidu), such as bm25",
     )
     ingest_parser.add_argument("--drop-sessions-without-clicks", action="store_true", help="drop sessions whose log records no click")
     ingest_parser.add_argument("--min-results", type=int, default=1, metavar="N", help="drop sessions with fewer results than N (default: 1)")
@@ -220,6 +256,12 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
         seed=args.seed,
         on_error=args.on_error,
         document_key=getattr(args, "document_key", None),
+        query_key=getattr(args, "query_key", None),
+        behaviour=getattr(args, "behaviour", []),
+        features=getattr(args, "features", []),
+        min_results=getattr(args, "min_results", 1),
+        min_sessions_per_query=getattr(args, "min_sessions_per_query", 1),
+        drop_sessions_without_clicks=getattr(args, "drop_sessions_without_clicks", False),
         **paths,
     )
 
@@ -309,7 +351,6 @@ def _ingest_command(args: argparse.Namespace) -> int:
     splits = parse_splits(args.split) if args.split is not None else None
     if args.split is None and args.split_by != "session":
         raise ValueError(f"--split-by {args.split_by} needs --split NAME=FRACTION,...")
-    behaviour = [name.strip() for name in args.behaviour.split(",") if name.strip()]
     vocabulary = None
     if args.vocabulary is not None:
         if not args.vocabulary.is_file():
@@ -329,7 +370,8 @@ def _ingest_command(args: argparse.Namespace) -> int:
         aggregate=args.aggregate,
         overwrite=args.overwrite,
         on_error=args.on_error,
-        behaviour=behaviour,
+        behaviour=args.behaviour,
+        features=args.features,
         document_key=args.document_key,
         query_key=args.query_key,
         drop_sessions_without_clicks=args.drop_sessions_without_clicks,

@@ -228,7 +228,7 @@ def ingest(
         reader = read_batches(format, paths, vocabulary, positions=positions, batch_size=read_batch_size, **reader_options)
         written, schema = _write_shards(reader, output, fractions, options, read_batch_size)
         save_vocabulary(vocabulary, output / VOCABULARY_NAME)
-        report = LoadReport.from_stats(reader.stats, name=", ".join(options["inputs"]))
+        report = LoadReport.from_stats(reader.stats, name=", ".join(options["inputs"]), log_format=format)
         _write_json(output / LOAD_REPORT_NAME, report.to_dict())
         if not any(written.values()):
             counts = ", ".join(f"{name} {count}" for name, count in reader.stats.items() if count)
@@ -501,10 +501,10 @@ def _row_bytes(batch: pa.RecordBatch) -> np.ndarray:
         if name == "weight":
             continue
         column = batch.column(name)
-        if pa.types.is_fixed_size_list(column.type):
-            values = column.flatten().to_numpy(zero_copy_only=False)
-        else:
-            values = column.to_numpy(zero_copy_only=False)
+        # `features` nests two levels: [sessions, positions, features].
+        while pa.types.is_fixed_size_list(column.type):
+            column = column.flatten()
+        values = column.to_numpy(zero_copy_only=False)
         parts.append(np.ascontiguousarray(values).view(np.uint8).reshape(rows, -1))
     matrix = np.ascontiguousarray(np.concatenate(parts, axis=1))
     return matrix.view(np.dtype((np.void, matrix.shape[1]))).ravel()
@@ -562,10 +562,11 @@ def _shard_summary(shards: list[dict]) -> dict:
 def _describe_columns(schema: pa.Schema | None) -> list[dict]:
     columns = []
     for field in schema or []:
-        if pa.types.is_fixed_size_list(field.type):
-            columns.append({"name": field.name, "dtype": _dtype_name(field.type.value_type), "shape": "[sessions, positions]"})
-        else:
-            columns.append({"name": field.name, "dtype": _dtype_name(field.type), "shape": "[sessions]"})
+        value_type, dimensions = field.type, ["sessions"]
+        while pa.types.is_fixed_size_list(value_type):
+            dimensions.append("positions" if len(dimensions) == 1 else str(value_type.list_size))
+            value_type = value_type.value_type
+        columns.append({"name": field.name, "dtype": _dtype_name(value_type), "shape": f"[{', '.join(dimensions)}]"})
     return columns
 
 
