@@ -168,7 +168,9 @@ def _add_ingest_command(commands) -> None:
     ingest_parser.add_argument("--format", required=True, choices=raw_formats, help="format of the raw log files")
     ingest_parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder to write the shards to; must be new or empty")
     ingest_parser.add_argument("inputs", nargs="+", metavar="INPUT", help="raw log files, read in this order")
-    ingest_parser.add_argument("--positions", type=int, default=10, help="page length: results ranked below it are dropped (default: 10)")
+    ingest_parser.add_argument(
+        "--positions", type=int, default=10, metavar="P", help="page length: results ranked below it are dropped (default: 10)"
+    )
     ingest_parser.add_argument(
         "--on-error", choices=("strict", "skip"), default="strict",
         help="on a malformed line: stop with an error (strict, default) or drop the session and count it (skip)",
@@ -191,7 +193,8 @@ def _add_ingest_command(commands) -> None:
     ingest_parser.add_argument("--seed", type=int, default=0, help="seed of the query hash of --split-by query (default: 0)")
     ingest_parser.add_argument(
         "--aggregate", action="store_true",
-        help="merge identical sessions (same query, documents, positions, clicks and mask) into one row whose weight counts them",
+        help="merge identical sessions (same query, documents, positions, clicks and mask, and any behaviour, label "
+        "or feature values) into one row whose weight counts them",
     )
     ingest_parser.add_argument("--overwrite", action="store_true", help="replace DIR if an earlier ingest wrote it")
     ingest_parser.add_argument(
