@@ -161,7 +161,7 @@ def read_process_log(
     process_count: int | None = None,
     positions: int = 10,
     read_batch_size: int = 8192,
-    **options,
+    **options: object,
 ) -> ClickLog:
     """Read this process's share of a log, with dense ids that agree across processes.
 
