@@ -137,6 +137,9 @@ def run_process(args: argparse.Namespace) -> int:
         "test_perplexity": metrics.perplexity,
         "test_sessions": metrics.sessions,
         "pair_table_size": vocabulary.pair_table_size,
+        # Beyond int32 and float32 precision, to show the sums run in 64 bits.
+        "sum_of_large_counts": int(parallel.sum_across_processes(np.int64(2**40 + args.process_id))),
+        "sum_of_fractions": float(parallel.sum_across_processes(np.float64(1.0 + 1e-12 * args.process_id))),
     }
     np.savez(args.output / f"process-{args.process_id}.npz", **parameters(model))
     (args.output / f"process-{args.process_id}.json").write_text(json.dumps(report))

@@ -193,6 +193,9 @@ def test_two_processes_match_union(tmp_path, baidu_files):
     model, metrics, pair_table_size = single_process_run(train, test, batch_size=128, epochs=3)
 
     assert [report["local_train_sessions"] for report in reports] == [60, 45]
+    for report in reports:
+        assert report["sum_of_large_counts"] == 2 * 2**40 + 1
+        assert report["sum_of_fractions"] == pytest.approx(2.0 + 1e-12, rel=0, abs=1e-14)
     for index, report in enumerate(reports):
         assert report["pair_table_size"] == pair_table_size, f"process {index} built another vocabulary"
         assert report["test_sessions"] == 47.0
@@ -362,3 +365,21 @@ def test_cli_distributed_with_sharded_tables(tmp_path, baidu_files):
         real = whole.columns["mask"].astype(bool)
         expected_impressions = np.bincount(whole.columns["query_doc_id"][real], minlength=vocabulary.pair_table_size)[2:]
         np.testing.assert_array_equal(pairs["impressions"], expected_impressions)
+
+
+def test_cli_distributed_needs_coordinator(tmp_path, baidu_files):
+    # Outside a cluster manager, --distributed without the coordinator options cannot start.
+    env = worker_env()
+    for name in [name for name in env if name.startswith(("SLURM_", "OMPI_"))]:
+        del env[name]
+    command = [
+        sys.executable, "-m", "clickjax", "train", "--model", "pbm", "--format", "baidu",
+        "--train", str(baidu_files["train-0"]), "--test", str(baidu_files["test-0"]),
+        "--output", str(tmp_path / "run"), "--distributed",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+
+    assert result.returncode == 1
+    assert "could not start the distributed JAX runtime" in result.stderr
+    assert "coordinator address" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -121,7 +121,7 @@ def initialize(
         )
     except (RuntimeError, ValueError) as error:
         raise InitializationError(
-            f"could not start the distributed JAX runtime: {error}. Give the coordinator address "
+            f"could not start the distributed JAX runtime: {str(error).rstrip('.')}. Give the coordinator address "
             "(HOST:PORT of process 0), the number of processes and this process's id, or run under "
             "a cluster manager that JAX detects, such as Slurm"
         ) from error
