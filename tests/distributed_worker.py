@@ -6,8 +6,8 @@ interpreter:
     python distributed_worker.py devices OUT
         (with XLA_FLAGS=--xla_force_host_platform_device_count=4) trains PBM, UBM and DBN for one
         epoch on one device, on four devices with replicated tables, and (PBM) on four devices with
-        row-sharded tables; writes the parameters to OUT/parameters.npz and what it checked to
-        OUT/devices.json.
+        row-sharded tables, then runs `clickjax train --shard-tables`; writes the parameters to
+        OUT/parameters.npz and what it checked to OUT/devices.json.
     python distributed_worker.py process --process-id I --num-processes N --port P --train ... --test ... OUT
         joins a run of N processes on 127.0.0.1:P, trains on its share of the files and writes
         OUT/process-I.npz (parameters) and OUT/process-I.json (steps and test metrics).
@@ -16,6 +16,8 @@ interpreter:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -97,9 +99,34 @@ def run_devices(output: Path) -> int:
     checks["uneven_table_error"] = error_message(
         lambda: parallel.create_model(lambda: MODELS["pbm"](positions=POSITIONS, query_doc_pairs=30, rngs=nnx.Rngs(0)))
     )
+    checks.update(run_cli_on_devices(output, log))
     np.savez(output / "parameters.npz", **saved)
     (output / "devices.json").write_text(json.dumps(checks))
     return 0
+
+
+def run_cli_on_devices(output: Path, log) -> dict:
+    """Run `clickjax train --shard-tables` on the four devices, once with a batch size they cannot split."""
+    from clickjax.cli import main as cli_main
+    from clickjax.writers import write_log
+
+    path = output / "train.txt"
+    write_log(path, log, "baidu")
+    arguments = [
+        "train", "--model", "pbm", "--format", "baidu", "--train", str(path), "--test", str(path),
+        "--positions", str(POSITIONS), "--epochs", "1", "--shard-tables",
+    ]
+    messages = io.StringIO()
+    with contextlib.redirect_stderr(messages):
+        rejected = cli_main([*arguments, "--batch-size", "30", "--output", str(output / "rejected")])
+    trained = cli_main([*arguments, "--batch-size", "32", "--output", str(output / "cli")])
+    return {
+        "cli_rejected_exit_code": rejected,
+        "cli_rejected_message": messages.getvalue(),
+        "cli_rejected_output_exists": (output / "rejected").exists(),
+        "cli_exit_code": trained,
+        "cli_summary": json.loads((output / "cli" / "metrics.json").read_text()) if trained == 0 else None,
+    }
 
 
 def error_message(action) -> str | None:

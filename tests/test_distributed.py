@@ -142,6 +142,19 @@ def test_uneven_table_rows_rejected(four_devices):
     assert "table_rows(30) = 32" in message
 
 
+def test_cli_shard_tables_on_four_devices(four_devices):
+    _, checks = four_devices
+    assert checks["cli_rejected_exit_code"] == 1
+    assert "batch size 30 is not a multiple of the 4 devices" in checks["cli_rejected_message"]
+    assert checks["cli_rejected_output_exists"] is False
+    assert checks["cli_exit_code"] == 0
+    summary = checks["cli_summary"]
+    assert summary["devices"] == 4
+    assert summary["processes"] == 1
+    assert summary["train_sessions"] == 150
+    assert summary["config"]["shard_tables"] is True
+
+
 # ---------------------------------------------------------------- two processes on loopback
 
 
