@@ -317,6 +317,12 @@ def test_initialize_rejects_process_id_out_of_range():
         (["--num-processes", "2"], "--num-processes apply only with --distributed"),
         (["--distributed", "--coordinator-address", "localhost"], "is not HOST:PORT"),
         (["--distributed", "--coordinator-address", "127.0.0.1:99999"], "is not HOST:PORT"),
+        (["--distributed", "--num-processes", "0"], "--num-processes must be at least 1, got 0"),
+        (["--distributed", "--process-id", "-1"], "--process-id must be at least 0, got -1"),
+        (
+            ["--distributed", "--num-processes", "2", "--process-id", "2"],
+            "--process-id 2 is out of range for --num-processes 2; expected 0 to 1",
+        ),
     ],
 )
 def test_cli_rejects_bad_distributed_options(tmp_path, baidu_files, capsys, arguments, message):

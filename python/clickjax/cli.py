@@ -189,6 +189,15 @@ def _start_processes(args: argparse.Namespace) -> None:
             f"--coordinator-address {args.coordinator_address!r} is not HOST:PORT; give the host of process 0 "
             "and a free port, such as 10.0.0.1:8476"
         )
+    if args.num_processes is not None and args.num_processes < 1:
+        raise ValueError(f"--num-processes must be at least 1, got {args.num_processes}")
+    if args.process_id is not None and args.process_id < 0:
+        raise ValueError(f"--process-id must be at least 0, got {args.process_id}")
+    if args.process_id is not None and args.num_processes is not None and args.process_id >= args.num_processes:
+        raise ValueError(
+            f"--process-id {args.process_id} is out of range for --num-processes {args.num_processes}; "
+            f"expected 0 to {args.num_processes - 1}"
+        )
     distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
 
 
