@@ -96,6 +96,7 @@ def run_devices(output: Path) -> int:
     parallel = distributed.DataParallel(table_sharding="rows")
     checks["table_rows_30"] = parallel.table_rows(30)
     checks["batch_size_error"] = error_message(lambda: sgd_trainer(30, parallel=parallel))
+    checks["place_error"] = error_message(lambda: parallel.place({"weight": np.ones(6, np.float32)}))
     checks["uneven_table_error"] = error_message(
         lambda: parallel.create_model(lambda: MODELS["pbm"](positions=POSITIONS, query_doc_pairs=30, rngs=nnx.Rngs(0)))
     )

@@ -133,6 +133,13 @@ def test_batch_size_not_multiple_of_devices(four_devices):
     assert "such as 28" in message
 
 
+def test_place_rejects_uneven_rows(four_devices):
+    _, checks = four_devices
+    message = checks["place_error"]
+    assert message is not None
+    assert "column 'weight' has 6 rows, which cannot be split evenly over the 4 devices" in message
+
+
 def test_uneven_table_rows_rejected(four_devices):
     _, checks = four_devices
     assert checks["table_rows_30"] == 32
