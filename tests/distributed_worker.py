@@ -90,6 +90,10 @@ def run_devices(output: Path) -> int:
             if variant == "rows":
                 table = model.attraction.logits.get_value()
                 checks["rows_shard_shapes_after"] = [list(shard.data.shape) for shard in table.addressable_shards]
+                # Trainer.fit builds its optimiser the same way, after placing the model.
+                adam = nnx.Optimizer(model, optax.adam(0.1), wrt=nnx.Param)
+                moments = adam.opt_state[0].mu["attraction"]["logits"].get_value()
+                checks["adam_shard_shapes"] = [list(shard.data.shape) for shard in moments.addressable_shards]
             for key, value in parameters(model).items():
                 saved[f"{name}/{variant}/{key}"] = value
 

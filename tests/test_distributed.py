@@ -119,6 +119,7 @@ def test_row_sharded_table_matches_replicated(four_devices):
     # 32 rows over 4 devices: each device stores 8, before and after training.
     assert checks["rows_shard_shapes_before"] == [[8]] * 4
     assert checks["rows_shard_shapes_after"] == [[8]] * 4
+    assert checks["adam_shard_shapes"] == [[8]] * 4
     for name in ("attraction/logits", "examination/logits"):
         np.testing.assert_allclose(
             parameters[f"pbm/rows/{name}"], parameters[f"pbm/replicated/{name}"], rtol=0, atol=TOLERANCE, err_msg=name
