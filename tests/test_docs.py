@@ -20,6 +20,7 @@ API_OBJECTS = {
     "api/data": ["clickjax.data.ClickLog", "clickjax.data.read_batches", "clickjax.data.Vocabulary"],
     "api/models": ["clickjax.models.base.ClickModel", "clickjax.models.pbm.PositionBasedModel"],
     "api/training": ["clickjax.training.Trainer", "clickjax.training.Trainer.fit"],
+    "api/distributed": ["clickjax.distributed.DataParallel", "clickjax.distributed.initialize"],
     "api/metrics": ["clickjax.metrics.Metrics", "clickjax.metrics.evaluate"],
     "api/serialization": ["clickjax.serialization.save_model", "clickjax.serialization.load_model"],
     "api/ingest": ["clickjax.ingest.ingest", "clickjax.ingest.aggregate_sessions"],

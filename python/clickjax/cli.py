@@ -1,6 +1,7 @@
 """The `clickjax` command line: train click models on raw logs and print their metrics.
 
     clickjax train --model pbm --format wscd --train trainSample --test testSample --output runs/pbm
+    clickjax train --distributed --coordinator-address HOST:PORT --num-processes 2 --process-id 0 ...
     clickjax demo
     clickjax simulate --model dbn --sessions 100000 --format baidu --output simulated.txt.gz
     clickjax ingest --format wscd --output ingested --split train=0.9,test=0.1 trainSample
@@ -19,7 +20,10 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+import jax
+
 from clickjax import __version__
+from clickjax import distributed
 from clickjax.data import FORMATS
 from clickjax.errors import ClickjaxError
 from clickjax.ingest import DEFAULT_SHARD_SESSIONS, SPLIT_BY, ingest, parse_splits, read_load_report
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"clickjax: error: {error}", file=sys.stderr)
         return 1
-    except (ClickjaxError, ValueError, FloatingPointError) as error:
+    except (ClickjaxError, ValueError, FloatingPointError, distributed.InitializationError) as error:
         print(f"clickjax: error: {error}", file=sys.stderr)
         return 1
 
@@ -102,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="drop sessions without any click (kept by default, since dropping them biases examination estimates)",
     )
     _add_training_options(train)
+    _add_scaling_options(train)
     train.set_defaults(handler=_train_command)
 
     demo = commands.add_parser("demo", help="train on a small Baidu-format log shipped with clickjax")
@@ -248,6 +253,68 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_scaling_options(parser: argparse.ArgumentParser) -> None:
+    scaling = parser.add_argument_group(
+        "devices and processes",
+        "Split training over several devices or processes; see the Scaling page of the documentation.",
+    )
+    scaling.add_argument(
+        "--data-parallel", action="store_true",
+        help="split each batch over all local devices (all devices of all processes with --distributed); "
+        "--batch-size must be a multiple of the device count",
+    )
+    scaling.add_argument(
+        "--shard-tables", action="store_true",
+        help="split the rows of the per-pair parameter tables over the devices instead of copying them to "
+        "each, for tables larger than one device's memory; implies --data-parallel",
+    )
+    scaling.add_argument(
+        "--distributed", action="store_true",
+        help="run as one of several processes (jax.distributed): each process reads its share of the "
+        "--train, --validation and --test files, and process 0 writes --output; without the three "
+        "options below, the cluster environment (Slurm, Open MPI) supplies them",
+    )
+    scaling.add_argument(
+        "--coordinator-address", metavar="HOST:PORT",
+        help="address of process 0, where the coordination service listens (with --distributed)",
+    )
+    scaling.add_argument("--num-processes", type=int, metavar="N", help="number of processes in the run (with --distributed)")
+    scaling.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0 to N-1 (with --distributed)")
+
+
+def _start_processes(args: argparse.Namespace) -> None:
+    """Join the multi-process run that --distributed requests, or reject its options without it."""
+    options_given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("coordinator_address", "num_processes", "process_id")
+        if getattr(args, name) is not None
+    ]
+    if not args.distributed:
+        if options_given:
+            raise ValueError(f"{', '.join(options_given)} apply only with --distributed; add --distributed or leave them out")
+        return
+    if args.coordinator_address is not None and not _is_host_and_port(args.coordinator_address):
+        raise ValueError(
+            f"--coordinator-address {args.coordinator_address!r} is not HOST:PORT; give the host of process 0 "
+            "and a free port, such as 10.0.0.1:8476"
+        )
+    if args.num_processes is not None and args.num_processes < 1:
+        raise ValueError(f"--num-processes must be at least 1, got {args.num_processes}")
+    if args.process_id is not None and args.process_id < 0:
+        raise ValueError(f"--process-id must be at least 0, got {args.process_id}")
+    if args.process_id is not None and args.num_processes is not None and args.process_id >= args.num_processes:
+        raise ValueError(
+            f"--process-id {args.process_id} is out of range for --num-processes {args.num_processes}; "
+            f"expected 0 to {args.num_processes - 1}"
+        )
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+
+
+def _is_host_and_port(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
 def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
     return TrainingConfig(
         model=args.model,
@@ -265,6 +332,8 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
         min_results=getattr(args, "min_results", 1),
         min_sessions_per_query=getattr(args, "min_sessions_per_query", 1),
         drop_sessions_without_clicks=getattr(args, "drop_sessions_without_clicks", False),
+        data_parallel=getattr(args, "data_parallel", False),
+        shard_tables=getattr(args, "shard_tables", False),
         **paths,
     )
 
@@ -272,6 +341,7 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
 def _train_command(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise ValueError(f"--output {args.output} exists and is not a folder; name a new or existing folder")
+    _start_processes(args)
     config = _config_from_args(
         args,
         format=args.format,
@@ -279,6 +349,10 @@ def _train_command(args: argparse.Namespace) -> int:
         validation=[str(p) for p in args.validation],
         test=[str(p) for p in args.test],
     )
+    # With several processes, process 0 prints and writes for all of them.
+    if jax.process_index() != 0:
+        train_and_evaluate(config, args.output)
+        return 0
     _print_training_plan(config)
     summary = train_and_evaluate(config, args.output, progress=_print_progress, on_loaded=_print_report)
     print(format_summary(summary))

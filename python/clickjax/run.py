@@ -8,6 +8,10 @@ the validation and test logs with it, trains the model, evaluates it on the test
 - `parameters.json`: the readable parameters alone (examination by rank, continuation, ...);
 - `model/`: the trained parameters and the training log's query-document pairs (see
   `clickjax.serialization`).
+
+With `data_parallel` the batches are split over every device (`clickjax.distributed`). When the
+program runs as several processes, each reads its share of the files, the counts in the results
+cover all processes, and only process 0 writes the folder.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jax
+import numpy as np
 from flax import nnx
 
 from clickjax import __version__
 from clickjax.data import ClickLog, Vocabulary
+from clickjax.distributed import DataParallel, read_process_log
 from clickjax.models import MODELS
 from clickjax.report import LoadReport
 from clickjax.serialization import save_model, training_pairs
@@ -62,6 +68,10 @@ class TrainingConfig:
     min_results: int = 1
     min_sessions_per_query: int = 1
     drop_sessions_without_clicks: bool = False
+    # Split each batch over all devices of all processes; with shard_tables also the rows of the
+    # per-pair tables. Several processes always split their batches.
+    data_parallel: bool = False
+    shard_tables: bool = False
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -88,27 +98,35 @@ def train_and_evaluate(
     input is read, before training starts.
     """
     output = Path(output)
+    parallel = None
+    if config.data_parallel or config.shard_tables or jax.process_count() > 1:
+        parallel = DataParallel(table_sharding="rows" if config.shard_tables else "replicated")
+        parallel.local_batch_size(config.batch_size)
+        logger.info("training on %s", parallel)
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
-    train = _read(config, config.train, vocabulary, "training", min_sessions_per_query=config.min_sessions_per_query)
+    train = _read(config, config.train, vocabulary, "training", parallel, config.min_sessions_per_query)
     vocabulary.freeze()
-    validation = _read(config, config.validation, vocabulary, "validation") if config.validation else None
-    test = _read(config, config.test, vocabulary, "test")
+    validation = _read(config, config.validation, vocabulary, "validation", parallel) if config.validation else None
+    test = _read(config, config.test, vocabulary, "test", parallel)
+    logs = {"train": train, "validation": validation, "test": test}
+    stats = {name: _total_stats(log, parallel) for name, log in logs.items()}
     if on_loaded is not None:
-        for name, log in [("train", train), ("validation", validation), ("test", test)]:
+        for name, log in logs.items():
             if log is not None:
-                on_loaded(LoadReport.from_stats(log.stats, name=name, log_format=config.format))
+                on_loaded(LoadReport.from_stats(stats[name], name=name, log_format=config.format))
 
     pair_table_size = vocabulary.pair_table_size
     if config.format == "parquet":
         # Shards carry their ids, so the vocabulary stayed empty: size the table from the manifests.
         pair_table_size = _shard_pair_table_size(config, [train, validation, test])
-    model = MODELS[config.model](
-        positions=config.positions,
-        query_doc_pairs=pair_table_size,
-        rngs=nnx.Rngs(config.seed),
-    )
+    table_rows = pair_table_size if parallel is None else parallel.table_rows(pair_table_size)
+
+    def build_model():
+        return MODELS[config.model](positions=config.positions, query_doc_pairs=table_rows, rngs=nnx.Rngs(config.seed))
+
+    model = build_model() if parallel is None else parallel.create_model(build_model)
     trainer = Trainer(
         learning_rate=config.learning_rate,
         epochs=config.epochs,
@@ -116,18 +134,22 @@ def train_and_evaluate(
         patience=config.patience,
         seed=config.seed,
         on_epoch=progress,
+        parallel=parallel,
     )
     fit = trainer.fit(model, train, validation)
     metrics = trainer.evaluate(model, test)
+    pairs = training_pairs(train) if parallel is None else _combined_training_pairs(train, table_rows, parallel)
+    if parallel is not None:
+        parallel.gather_model(model)
 
-    oov_pairs = test.stats.get("oov_pairs", 0)
-    total_results = int(test.columns["mask"].sum())
+    oov_pairs = stats["test"].get("oov_pairs", 0)
+    total_results = int(_total(np.sum(test.columns["mask"], dtype=np.int64), parallel))
     summary = {
         **metrics.to_dict(),
         "model": config.model,
-        "train_sessions": train.num_sessions,
-        "validation_sessions": validation.num_sessions if validation is not None else 0,
-        "test_sessions": test.num_sessions,
+        "train_sessions": int(_total(train.num_sessions, parallel)),
+        "validation_sessions": int(_total(validation.num_sessions, parallel)) if validation is not None else 0,
+        "test_sessions": int(_total(test.num_sessions, parallel)),
         "train_seconds": fit.seconds,
         "epochs_run": len(fit.history),
         "best_epoch": fit.best_epoch,
@@ -137,18 +159,18 @@ def train_and_evaluate(
         "oov_test_pair_rate": oov_pairs / total_results if total_results else 0.0,
         "parameters": model.parameter_summary(),
         "history": [asdict(record) for record in fit.history],
-        "reader_stats": {
-            "train": train.stats,
-            "validation": validation.stats if validation is not None else None,
-            "test": test.stats,
-        },
+        "reader_stats": stats,
         "config": asdict(config),
         "versions": {
             "clickjax": __version__,
             "jax": jax.__version__,
             "python": platform.python_version(),
         },
+        "processes": jax.process_count(),
+        "devices": parallel.device_count if parallel is not None else 1,
     }
+    if parallel is not None and not parallel.is_main_process:
+        return summary
     output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     (output / "parameters.json").write_text(json.dumps(summary["parameters"], indent=2) + "\n")
@@ -158,9 +180,9 @@ def train_and_evaluate(
         config={
             "model": config.model,
             "positions": config.positions,
-            "query_doc_pairs": pair_table_size,
+            "query_doc_pairs": table_rows,
         },
-        pairs=training_pairs(train),
+        pairs=pairs,
     )
     return summary
 
@@ -182,31 +204,36 @@ def _shard_pair_table_size(config: TrainingConfig, logs: list[ClickLog | None]) 
 
 
 def _read(
-    config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str, min_sessions_per_query: int = 1
+    config: TrainingConfig,
+    paths: list[str],
+    vocabulary: Vocabulary,
+    role: str,
+    parallel: DataParallel | None,
+    min_sessions_per_query: int = 1,
 ) -> ClickLog:
     # The rare-query rule shapes the training data. Applied to a test log it would drop test sessions
     # by their count there, so validation and test logs keep every query.
     started = time.perf_counter()
+    options = {
+        "positions": config.positions,
+        "on_error": config.on_error,
+        "document_key": config.document_key,
+        "query_key": config.query_key,
+        "behaviour": config.behaviour,
+        "features": config.features,
+        "min_results": config.min_results,
+        "drop_sessions_without_clicks": config.drop_sessions_without_clicks,
+    }
     try:
-        log = ClickLog.read(
-            config.format,
-            paths,
-            vocabulary,
-            positions=config.positions,
-            on_error=config.on_error,
-            document_key=config.document_key,
-            query_key=config.query_key,
-            behaviour=config.behaviour,
-            features=config.features,
-            min_results=config.min_results,
-            min_sessions_per_query=min_sessions_per_query,
-            drop_sessions_without_clicks=config.drop_sessions_without_clicks,
-        )
+        if parallel is None or parallel.process_count == 1:
+            log = ClickLog.read(config.format, paths, vocabulary, min_sessions_per_query=min_sessions_per_query, **options)
+        else:
+            log = read_process_log(config.format, paths, vocabulary, min_sessions_per_query=min_sessions_per_query, **options)
     except FileNotFoundError as error:
         # Name the input that listed the path, since train, validation and test files all arrive here.
         raise FileNotFoundError(error.errno, f"{error.strerror} (a {role} file)", error.filename) from error
-    if log.num_sessions == 0:
-        stats = ", ".join(f"{name} {count}" for name, count in log.stats.items() if count)
+    if _total(log.num_sessions, parallel) == 0:
+        stats = ", ".join(f"{name} {count}" for name, count in _total_stats(log, parallel).items() if count)
         raise ValueError(
             f"the {role} log has no sessions: {', '.join(paths)} (reader counts: {stats or 'none'}); "
             f"check the file and --format {config.format}"
@@ -215,3 +242,42 @@ def _read(
         "read %d sessions from %d file(s) in %.2f s", log.num_sessions, len(paths), time.perf_counter() - started
     )
     return log
+
+
+def _total(value, parallel: DataParallel | None):
+    """Sum a count over the processes (the value itself with one process)."""
+    return value if parallel is None else parallel.sum_across_processes(value)
+
+
+def _total_stats(log: ClickLog | None, parallel: DataParallel | None) -> dict[str, int] | None:
+    """Sum the reader counters of a log over the processes."""
+    if log is None or parallel is None or parallel.process_count == 1:
+        return None if log is None else dict(log.stats)
+    names = sorted(log.stats)
+    totals = parallel.sum_across_processes(np.array([log.stats[name] for name in names], np.int64))
+    return {name: int(count) for name, count in zip(names, totals)}
+
+
+def _combined_training_pairs(train: ClickLog, table_rows: int, parallel: DataParallel) -> dict[str, np.ndarray]:
+    """Merge the `training_pairs` of every process's share of the training log."""
+    local = training_pairs(train)
+    if parallel.process_count == 1:
+        return local
+    ids = local["query_doc_id"]
+    # Row 0 counts the processes that saw each pair. Every process gives a pair the same query and
+    # document, so their sums divided by that count are the ids themselves.
+    by_pair = np.zeros((3, table_rows), np.int64)
+    by_pair[0, ids] = 1
+    by_pair[1, ids] = local["query_id"]
+    by_pair[2, ids] = local["doc_id"]
+    impressions = np.zeros(table_rows, np.float64)
+    impressions[ids] = local["impressions"]
+    by_pair = parallel.sum_across_processes(by_pair)
+    impressions = parallel.sum_across_processes(impressions)
+    seen = np.flatnonzero(by_pair[0])
+    return {
+        "query_id": (by_pair[1, seen] // by_pair[0, seen]).astype(np.int32),
+        "doc_id": (by_pair[2, seen] // by_pair[0, seen]).astype(np.int32),
+        "query_doc_id": seen.astype(np.int32),
+        "impressions": impressions[seen],
+    }
