@@ -123,6 +123,15 @@ class Vocabulary:
     def __len__(self) -> int:
         """Return the number of real query-document pairs."""
 
+    def reindex(self, *, order: str = "frequency", min_count: int = 1) -> Vocabulary:
+        """Return a frozen copy with new ids; this vocabulary is unchanged.
+
+        Entries met fewer than `min_count` times are left out (they read as id 1), and so is a pair
+        whose query or document is left out. The rest get ids from 2: `order="frequency"` numbers
+        them by descending count with ties in order of first appearance, `"appearance"` keeps the
+        order of first appearance. Raises ValueError for another order or a negative `min_count`.
+        """
+
     def to_arrow(self) -> pyarrow.RecordBatch:
         """Return every real id as one RecordBatch, the layout `clickjax.vocabulary` saves.
 

@@ -47,7 +47,7 @@ from clickjax._native import BatchReader
 from clickjax._native import Vocabulary
 from clickjax._native import read_labels as _read_labels
 from clickjax.formats.long import LongTableBatches, read_long
-from clickjax.vocabulary import load_vocabulary, save_vocabulary
+from clickjax.vocabulary import build_vocabulary, load_vocabulary, save_vocabulary
 
 __all__ = [
     "BATCH_COLUMNS",
@@ -55,6 +55,7 @@ __all__ = [
     "ClickLog",
     "Vocabulary",
     "batch_to_numpy",
+    "build_vocabulary",
     "load_vocabulary",
     "pad_batch",
     "read_batches",

@@ -27,13 +27,17 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clickjax._native import Vocabulary
 
-__all__ = ["FORMAT_VERSION", "VOCABULARY_SCHEMA", "load_vocabulary", "save_vocabulary"]
+__all__ = ["FORMAT_VERSION", "ID_ORDERS", "VOCABULARY_SCHEMA", "build_vocabulary", "load_vocabulary", "save_vocabulary"]
+
+# Orders of `build_vocabulary`: by descending count, or by first appearance as readers assign ids.
+ID_ORDERS = ("frequency", "appearance")
 
 # Layout version of the files that this version writes and reads.
 FORMAT_VERSION = "1"
@@ -52,6 +56,49 @@ VOCABULARY_SCHEMA = pa.schema(
         pa.field("doc_id", pa.int32()),
     ]
 )
+
+
+def build_vocabulary(
+    format: str,
+    paths: Sequence[str | os.PathLike],
+    *,
+    order: str = "frequency",
+    min_count: int = 1,
+    **options,
+) -> Vocabulary:
+    """Build a frozen vocabulary from a counting pass over a click log.
+
+    The files are read once with `clickjax.data.read_batches` and the same reader options, so
+    the counts cover the sessions that pass the reader's rules and the results within
+    `positions`. Queries, documents and pairs met fewer than `min_count` times are left out and
+    read as out of vocabulary (id 1), and so is a pair whose query or document is left out. The
+    others get ids from 2 by `order`. `"frequency"` numbers them by descending count, ties in
+    order of first appearance, so the same input always gives the same ids. `"appearance"` keeps
+    the order in which readers meet them.
+
+    Args:
+      format: the log format, one of `clickjax.data.FORMATS`.
+      paths: files read in order.
+      order: `"frequency"` or `"appearance"`.
+      min_count: entries met fewer times than this are left out; 1 keeps every entry.
+      **options: reader options of `read_batches` (`positions`, `on_error`, `document_key`, ...).
+
+    Returns:
+      A frozen `Vocabulary`; its `count` column (see `save_vocabulary`) contains the counts.
+
+    Raises:
+      ValueError: `order` or `min_count` is invalid, or a reader option is.
+    """
+    from clickjax.data import read_batches
+
+    if order not in ID_ORDERS:
+        raise ValueError(f"invalid order {order!r}: expected one of {', '.join(map(repr, ID_ORDERS))}")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise ValueError(f"invalid min_count {min_count!r}: expected an integer of at least 1")
+    counting = Vocabulary()
+    for _ in read_batches(format, paths, counting, **options):
+        pass
+    return counting.reindex(order=order, min_count=min_count)
 
 
 def save_vocabulary(vocabulary: Vocabulary, path: str | os.PathLike) -> None:

@@ -18,7 +18,7 @@ use clickjax_core::columnar::{
     batch_columnar_sessions, fingerprint_keys, ColumnarSessions, KeyRole,
 };
 use clickjax_core::{
-    read_relevance_labels, BatchReader, ErrorPolicy, Format, QueryKey, ReaderOptions,
+    read_relevance_labels, BatchReader, ErrorPolicy, Format, IdOrder, QueryKey, ReaderOptions,
     SharedVocabulary, Vocabulary,
 };
 use pyo3::exceptions::PyValueError;
@@ -76,6 +76,23 @@ impl PyVocabulary {
 
     fn __len__(&self) -> usize {
         lock(&self.inner).len()
+    }
+
+    /// Returns a frozen copy that leaves out entries seen fewer than `min_count` times and
+    /// numbers the rest by `order`: "frequency" (descending count) or "appearance".
+    #[pyo3(signature = (*, order = "frequency", min_count = 1))]
+    fn reindex(&self, py: Python<'_>, order: &str, min_count: i64) -> PyResult<Self> {
+        let order: IdOrder = order.parse().map_err(|error| to_py_err(py, error))?;
+        let Ok(min_count) = u64::try_from(min_count) else {
+            return Err(PyValueError::new_err(format!(
+                "invalid min_count {min_count}: expected a count of at least 0"
+            )));
+        };
+        let source = Arc::clone(&self.inner);
+        let vocabulary = py.detach(|| lock(&source).reindexed(order, min_count));
+        Ok(PyVocabulary {
+            inner: Arc::new(Mutex::new(vocabulary)),
+        })
     }
 
     /// Returns every real id as a pyarrow RecordBatch: kind, id, fingerprint, count, query_id,

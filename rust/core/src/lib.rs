@@ -50,4 +50,4 @@ pub use labels::{read_relevance_labels, LabelStats, RelevanceLabels};
 pub use options::{DocumentKey, Format, QueryKey, ReaderOptions};
 pub use reader::{BatchReader, SharedVocabulary};
 pub use stats::Stats;
-pub use vocabulary::Vocabulary;
+pub use vocabulary::{IdOrder, Vocabulary};

@@ -23,9 +23,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 
-use super::{
-    Entry, IdTable, PairEnds, Vocabulary, FIRST_REAL_ID, MAX_ENTRIES, OUT_OF_VOCABULARY_ID,
-};
+use super::{Entry, IdTable, PairEnds, Vocabulary, FIRST_REAL_ID, MAX_ENTRIES};
 use crate::error::{Error, Result};
 
 /// Schema metadata key of the layout version.
@@ -232,8 +230,7 @@ impl Vocabulary {
         let (documents, _) = table_from_slots("document", document_slots)?;
         let (pairs, pair_ends) = table_from_slots("pair", pair_slots)?;
         let ends_in_range = |id: i32, table: &IdTable| {
-            id == OUT_OF_VOCABULARY_ID
-                || (id >= FIRST_REAL_ID && ((id - FIRST_REAL_ID) as usize) < table.entries.len())
+            id >= FIRST_REAL_ID && ((id - FIRST_REAL_ID) as usize) < table.entries.len()
         };
         for (index, ends) in pair_ends.iter().enumerate() {
             if !ends_in_range(ends.query_id, &queries) || !ends_in_range(ends.doc_id, &documents) {
