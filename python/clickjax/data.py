@@ -108,6 +108,7 @@ def read_batches(
     behaviour: Sequence[str] = (),
     document_key: str | None = None,
     query_key: str | None = None,
+    threads: int | None = None,
 ) -> BatchReader | LongTableBatches:
     """Stream a raw click log as Arrow RecordBatches.
 
@@ -132,6 +133,9 @@ def read_batches(
       document_key: `"url"` or `"text"` (Baidu: title and abstract tokens, the key annotation
         files use); None takes the format's default.
       query_key: Yandex only: `"query_region"` (default) or `"query"`.
+      threads: files parsed at once on worker threads, 1 to 256; None takes the number of cores
+        available. Each gzip file also gets a decompression thread. The batches and ids are the
+        same for every value. The `long` format ignores it.
 
     Returns:
       An iterator of `pyarrow.RecordBatch` with the batch contract's columns; its `stats` property
@@ -167,6 +171,7 @@ def read_batches(
         behaviour=list(behaviour),
         document_key=document_key,
         query_key=query_key,
+        threads=threads,
     )
 
 
@@ -283,8 +288,9 @@ class ClickLog:
         """Read a whole raw log into memory.
 
         `positions` and the keyword options (`on_error`, `drop_sessions_without_clicks`,
-        `min_results`, `min_sessions_per_query`, `behaviour`, `document_key`, `query_key`) are
-        those of `read_batches`. With `positions=None` the log's `positions` is the largest rank.
+        `min_results`, `min_sessions_per_query`, `behaviour`, `document_key`, `query_key`,
+        `threads`) are those of `read_batches`. With `positions=None` the log's `positions` is the
+        largest rank.
         """
         reader = read_batches(format, paths, vocabulary, positions=positions, batch_size=read_batch_size, **options)
         parts = [batch_to_numpy(batch) for batch in reader]

@@ -17,6 +17,7 @@ use arrow_pyarrow::{PyArrowType, ToPyArrow};
 use clickjax_core::columnar::{
     batch_columnar_sessions, fingerprint_keys, ColumnarSessions, KeyRole,
 };
+use clickjax_core::input::decompressed_size;
 use clickjax_core::{
     read_relevance_labels, BatchReader, ErrorPolicy, Format, IdOrder, QueryKey, ReaderOptions,
     SharedVocabulary, Vocabulary,
@@ -152,7 +153,7 @@ impl PyBatchReader {
     #[pyo3(signature = (
         format, paths, vocabulary, *, positions = Some(10), batch_size = 1024, on_error = "strict",
         drop_sessions_without_clicks = false, min_results = 1, min_sessions_per_query = 1,
-        behaviour = None, document_key = None, query_key = None
+        behaviour = None, document_key = None, query_key = None, threads = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -169,6 +170,7 @@ impl PyBatchReader {
         behaviour: Option<Vec<String>>,
         document_key: Option<&str>,
         query_key: Option<&str>,
+        threads: Option<i64>,
     ) -> PyResult<Self> {
         let create = || {
             let format: Format = format.parse()?;
@@ -180,7 +182,8 @@ impl PyBatchReader {
             )?
             .with_min_results(min_results)?
             .with_min_sessions_per_query(min_sessions_per_query)?
-            .with_behaviour(&behaviour.unwrap_or_default())?;
+            .with_behaviour(&behaviour.unwrap_or_default())?
+            .with_threads(threads)?;
             if let Some(name) = document_key {
                 options = options.with_document_key(name)?;
             }
@@ -252,6 +255,13 @@ fn read_labels<'py>(
     };
     let (batch, stats) = py.detach(read).map_err(|error| to_py_err(py, error))?;
     Ok((batch.to_pyarrow(py)?, counters_dict(py, stats.entries())?))
+}
+
+/// Decompresses a gzip file on the calling thread and returns the number of decompressed bytes.
+#[pyfunction]
+fn gzip_decompressed_size(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
+    py.detach(|| decompressed_size(&path))
+        .map_err(|error| to_py_err(py, error))
 }
 
 /// Fingerprints the keys of a pyarrow array as a query or document column; returns a uint64 array.
@@ -358,6 +368,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyBatchReader>()?;
     module.add_function(wrap_pyfunction!(read_labels, module)?)?;
     module.add_function(wrap_pyfunction!(fingerprint, module)?)?;
+    module.add_function(wrap_pyfunction!(gzip_decompressed_size, module)?)?;
     module.add_function(wrap_pyfunction!(batch_columns, module)?)?;
     Ok(())
 }

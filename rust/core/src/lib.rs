@@ -34,6 +34,7 @@ pub mod fields;
 pub mod input;
 pub mod labels;
 pub mod options;
+mod pipeline;
 pub mod reader;
 pub mod session;
 pub mod stats;
