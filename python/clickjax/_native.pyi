@@ -264,6 +264,10 @@ class BatchReader:
     def stats(self) -> dict[str, int]:
         """Counters so far, all present from the start.
 
+        Before the end, the parser counters (`lines_read`, `sessions_skipped`, ...) may include
+        sessions that worker threads parsed ahead of the last batch returned. Once the reader is
+        exhausted, every counter is the same for every `threads` value.
+
         Keys: `lines_read`, `sessions_read`, `sessions_kept`, `sessions_skipped` (malformed,
         under `on_error="skip"`), `sessions_without_clicks`, `sessions_dropped_without_clicks`,
         `sessions_without_results`, `sessions_dropped_few_results`,
