@@ -261,3 +261,14 @@ def test_build_rejects_invalid_arguments(tmp_path):
         build_vocabulary("wscd", [log], min_count=2.5)
     with pytest.raises(ValueError, match=r"invalid order \"count\""):
         Vocabulary().reindex(order="count")
+
+
+def test_load_rejects_folder(tmp_path):
+    with pytest.raises(ValueError, match="is a folder; expected the Parquet file"):
+        load_vocabulary(tmp_path)
+
+
+def test_save_into_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="folder .*missing.* does not exist"):
+        save_vocabulary(Vocabulary(), tmp_path / "missing" / "vocabulary.parquet")
+    assert not (tmp_path / "missing").exists()

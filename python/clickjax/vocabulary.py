@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 
@@ -106,8 +107,14 @@ def save_vocabulary(vocabulary: Vocabulary, path: str | os.PathLike) -> None:
 
     The file is written next to `path` first and renamed into place, so an interrupted save
     leaves any previous file whole.
+
+    Raises:
+      FileNotFoundError: the folder of `path` does not exist.
     """
     path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"folder {folder!r} of the vocabulary file does not exist", path)
     table = pa.Table.from_batches([vocabulary.to_arrow()])
     partial = f"{path}.partial"
     try:
@@ -123,11 +130,14 @@ def load_vocabulary(path: str | os.PathLike) -> Vocabulary:
 
     Raises:
       FileNotFoundError: `path` does not exist.
-      ValueError: the file is not Parquet, has another format version, lacks a column or has one
-        of the wrong type, or its rows do not form a valid vocabulary (gaps in the ids, repeated
-        fingerprints, pairs that join unknown ids). The message names the file.
+      ValueError: `path` is a folder, or the file is not Parquet, has another format version,
+        lacks a column or has one of the wrong type, or its rows do not form a valid vocabulary
+        (gaps in the ids, repeated fingerprints, pairs that join unknown ids). The message names
+        the file.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; expected the Parquet file that save_vocabulary wrote")
     try:
         table = pq.read_table(path)
     except pa.ArrowInvalid as error:
