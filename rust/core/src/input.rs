@@ -8,7 +8,7 @@
 //!
 //! A gzip file is decompressed on a thread of its own, which hands chunks of text to the parsing
 //! thread through a bounded channel, so that parsing and decompression overlap and at most
-//! [`CHUNKS_IN_FLIGHT`] chunks wait at a time.
+//! four chunks of 256 KiB wait at a time.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

@@ -1,7 +1,7 @@
 //! Batches of sessions read from click-log files: picks the parser for the format, applies the
 //! session rules, looks ids up in a shared vocabulary, and yields padded Arrow record batches.
 //!
-//! Up to `threads` files are parsed at once on worker threads (see [`crate::pipeline`]), and
+//! Up to `threads` files are parsed at once on worker threads (see the `pipeline` module), and
 //! their sessions arrive in file order and then line order. Parsing produces fingerprints only
 //! and ids are assigned on the calling thread as rows enter a batch, so dense ids follow the
 //! input order whatever the number of threads.
