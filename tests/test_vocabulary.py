@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clickjax.data import ClickLog, Vocabulary, load_vocabulary, read_batches, save_vocabulary
+from clickjax.data import ClickLog, Vocabulary, build_vocabulary, load_vocabulary, read_batches, save_vocabulary
 from clickjax.writers import write_log
 
 # Two WSCD sessions: query 1_1 shows documents 11 and 12, then query 2_1 shows 12 and 13.
@@ -199,3 +199,76 @@ def test_from_arrow_rejects_unknown_kind(tmp_path):
     broken = batch.set_column(0, "kind", pa.array(kinds))
     with pytest.raises(ValueError, match='row 0: kind "user" is not one of query, document, pair'):
         Vocabulary.from_arrow(broken.replace_schema_metadata(batch.schema.metadata))
+
+
+def column_values(batches, name):
+    return np.concatenate([batch.column(name).flatten().to_numpy() for batch in batches])
+
+
+def test_build_frequency_order_tiny(tmp_path):
+    log = tmp_path / "tiny.txt"
+    log.write_text(TINY_WSCD)
+    # Counts: query 1_1 twice, 2_1 once; document 12 three times, 11 twice, 13 once.
+    vocabulary = build_vocabulary("wscd", [log], min_count=2)
+    assert vocabulary.frozen
+    batch = ClickLog.read("wscd", [log], vocabulary).columns
+    assert batch["query_id"].tolist() == [2, 1, 2]
+    assert batch["doc_id"][:, :2].tolist() == [[3, 2], [2, 1], [3, 2]]
+    assert batch["query_doc_id"][:, :2].tolist() == [[2, 3], [1, 1], [2, 3]]
+    assert vocabulary.pairs().to_pydict() == {"query_doc_id": [2, 3], "query_id": [2, 2], "doc_id": [3, 2]}
+
+
+def test_build_appearance_order_keeps_ids(tmp_path):
+    log = tmp_path / "tiny.txt"
+    log.write_text(TINY_WSCD)
+    vocabulary = build_vocabulary("wscd", [log], order="appearance")
+    batch = ClickLog.read("wscd", [log], vocabulary).columns
+    assert batch["doc_id"][:, :2].tolist() == [[2, 3], [3, 4], [2, 3]]
+
+
+def test_build_matches_brute_force_counts(tmp_path):
+    # 2400 results over 80 documents: about 30 per document, so min_count=30 leaves out about half.
+    min_count = 30
+    log = simulated_baidu_log(tmp_path / "log.txt.gz", seed=5, documents=80)
+    by_appearance = encoded_batches("baidu", [log], Vocabulary())
+    old_ids = column_values(by_appearance, "doc_id")
+    mask = column_values(by_appearance, "mask").astype(bool)
+    counts = np.bincount(old_ids[mask])
+    real = np.arange(2, len(counts))
+    # Stable sort by descending count: ties keep the order of first appearance (the old id).
+    ranked = real[np.argsort(-counts[real], kind="stable")]
+    expected = np.ones(len(counts), np.int64)
+    for new_index, old_id in enumerate(ranked[counts[ranked] >= min_count]):
+        expected[old_id] = new_index + 2
+
+    vocabulary = build_vocabulary("baidu", [log], min_count=min_count)
+    new_ids = column_values(encoded_batches("baidu", [log], vocabulary), "doc_id")
+    assert (new_ids[mask] == expected[old_ids[mask]]).all()
+    assert (expected[real] == 1).sum() > 10, "min_count should leave documents out"
+    saved_counts = vocabulary.to_arrow().to_pydict()
+    document_counts = [count for kind, count in zip(saved_counts["kind"], saved_counts["count"]) if kind == "document"]
+    assert document_counts == counts[ranked[counts[ranked] >= min_count]].tolist()
+
+
+def test_build_rejects_invalid_arguments(tmp_path):
+    log = tmp_path / "tiny.txt"
+    log.write_text(TINY_WSCD)
+    with pytest.raises(ValueError, match="invalid order 'count'"):
+        build_vocabulary("wscd", [log], order="count")
+    with pytest.raises(ValueError, match="invalid min_count 0"):
+        build_vocabulary("wscd", [log], min_count=0)
+    with pytest.raises(ValueError, match="invalid min_count 2.5"):
+        build_vocabulary("wscd", [log], min_count=2.5)
+    with pytest.raises(ValueError, match=r"invalid order \"count\""):
+        Vocabulary().reindex(order="count")
+
+
+def test_load_rejects_folder(tmp_path):
+    with pytest.raises(ValueError, match="is a folder; expected the Parquet file"):
+        load_vocabulary(tmp_path)
+
+
+def test_save_into_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="folder .*missing.* does not exist"):
+        save_vocabulary(Vocabulary(), tmp_path / "missing" / "vocabulary.parquet")
+    assert not (tmp_path / "missing").exists()

@@ -123,6 +123,15 @@ class Vocabulary:
     def __len__(self) -> int:
         """Return the number of real query-document pairs."""
 
+    def reindex(self, *, order: str = "frequency", min_count: int = 1) -> Vocabulary:
+        """Return a frozen copy with new ids; this vocabulary is unchanged.
+
+        Entries met fewer than `min_count` times are left out (they read as id 1), and so is a pair
+        whose query or document is left out. The rest get ids from 2: `order="frequency"` numbers
+        them by descending count with ties in order of first appearance, `"appearance"` keeps the
+        order of first appearance. Raises ValueError for another order or a negative `min_count`.
+        """
+
     def to_arrow(self) -> pyarrow.RecordBatch:
         """Return every real id as one RecordBatch, the layout `clickjax.vocabulary` saves.
 
@@ -149,7 +158,7 @@ class Vocabulary:
         """
 
 class BatchReader:
-    """An iterator of `pyarrow.RecordBatch` over click-log files, read one after another.
+    """An iterator of `pyarrow.RecordBatch` over click-log files, returned in file order.
 
     Session rules: results at a position greater than `positions` are dropped and counted. Baidu
     results with missing content (title `21429`) are dropped but keep their position, and
@@ -181,6 +190,7 @@ class BatchReader:
         behaviour: Sequence[str] | None = None,
         document_key: str | None = None,
         query_key: str | None = None,
+        threads: int | None = None,
     ) -> None:
         """Create a reader; files are opened only when their turn comes.
 
@@ -217,6 +227,9 @@ class BatchReader:
                 xxh3 of the title tokens, a 0x00 byte and the abstract tokens, which Baidu click
                 logs share with annotation files.
             query_key: Yandex only: `"query_region"` (default) or `"query"`.
+            threads: Files parsed at once on worker threads, from 1 to 256; None (default) takes
+                the number of cores available to the process. A gzip file is also decompressed
+                on a thread of its own. Batches, ids and counters are the same for every value.
 
         Raises:
             ValueError: An option is invalid or does not apply to the format; the message names
@@ -228,7 +241,10 @@ class BatchReader:
         """Return the reader itself."""
 
     def __next__(self) -> pyarrow.RecordBatch:
-        """Parse up to `batch_size` sessions with the GIL released and return them as a batch.
+        """Wait for up to `batch_size` sessions with the GIL released and return them as a batch.
+
+        Worker threads parse ahead of the caller by a bounded number of sessions per file.
+        Dropping the reader stops and joins them.
 
         Returns:
             A RecordBatch with the columns described in the module docstring: `[batch]` and
@@ -247,6 +263,10 @@ class BatchReader:
     @property
     def stats(self) -> dict[str, int]:
         """Counters so far, all present from the start.
+
+        Before the end, the parser counters (`lines_read`, `sessions_skipped`, ...) may include
+        sessions that worker threads parsed ahead of the last batch returned. Once the reader is
+        exhausted, every counter is the same for every `threads` value.
 
         Keys: `lines_read`, `sessions_read`, `sessions_kept`, `sessions_skipped` (malformed,
         under `on_error="skip"`), `sessions_without_clicks`, `sessions_dropped_without_clicks`,
@@ -300,6 +320,14 @@ def read_labels(
         ParseError: A malformed line under `on_error="strict"`.
         ValueError: `query_key` or `on_error` is invalid.
         OSError: The file cannot be read.
+    """
+
+def gzip_decompressed_size(path: str | os.PathLike[str]) -> int:
+    """Decompress a gzip file on the calling thread, with the GIL released; return the byte count.
+
+    Every member of a multi-member file is read, with the decompressor the readers use. The
+    benchmarks use it as the speed limit of parsing. Raises `FileNotFoundError` for a missing
+    file and `CorruptInputError` for a truncated or corrupt one.
     """
 
 def fingerprint(array: pyarrow.Array, role: str, column: str) -> pyarrow.UInt64Array:

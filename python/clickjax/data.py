@@ -55,7 +55,7 @@ from clickjax._native import read_labels as _read_labels
 from clickjax.formats.hf_baidu import read_hf_baidu
 from clickjax.formats.long import LongTableBatches, read_long
 from clickjax.shards import ShardReader, read_shards
-from clickjax.vocabulary import load_vocabulary, save_vocabulary
+from clickjax.vocabulary import build_vocabulary, load_vocabulary, save_vocabulary
 
 __all__ = [
     "BATCH_COLUMNS",
@@ -64,6 +64,7 @@ __all__ = [
     "ClickLog",
     "Vocabulary",
     "batch_to_numpy",
+    "build_vocabulary",
     "load_vocabulary",
     "pad_batch",
     "read_batches",
@@ -128,6 +129,7 @@ def read_batches(
     document_key: str | None = None,
     query_key: str | None = None,
     features: Sequence[str] = (),
+    threads: int | None = None,
 ) -> BatchReader | LongTableBatches | ShardReader:
     """Stream a click log as Arrow RecordBatches.
 
@@ -158,6 +160,9 @@ def read_batches(
         (default) or `"query_id"`.
       features: `long` and `hf-baidu` only: columns concatenated into a float32 `features`
         column, `[batch, positions, features]` (see `clickjax.formats.long.feature_matrix`).
+      threads: files parsed at once on worker threads, 1 to 256; None takes the number of cores
+        available. Each gzip file also gets a decompression thread. The batches and ids are the
+        same for every value. The columnar formats (`long`, `hf-baidu`, `parquet`) ignore it.
 
     Returns:
       An iterator of `pyarrow.RecordBatch` with the batch contract's columns; its `stats` property
@@ -219,6 +224,7 @@ def read_batches(
         behaviour=list(behaviour),
         document_key=document_key,
         query_key=query_key,
+        threads=threads,
     )
 
 
@@ -369,7 +375,8 @@ class ClickLog:
 
         `positions` and the keyword options (`on_error`, `drop_sessions_without_clicks`,
         `min_results`, `min_sessions_per_query`, `behaviour`, `document_key`, `query_key`,
-        `features`) are those of `read_batches`. With `positions=None` the log's `positions` is the largest rank.
+        `features`, `threads`) are those of `read_batches`. With `positions=None` the log's
+        `positions` is the largest rank.
         """
         reader = read_batches(format, paths, vocabulary, positions=positions, batch_size=read_batch_size, **options)
         parts = [batch_to_numpy(batch) for batch in reader]

@@ -26,14 +26,19 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clickjax._native import Vocabulary
 
-__all__ = ["FORMAT_VERSION", "VOCABULARY_SCHEMA", "load_vocabulary", "save_vocabulary"]
+__all__ = ["FORMAT_VERSION", "ID_ORDERS", "VOCABULARY_SCHEMA", "build_vocabulary", "load_vocabulary", "save_vocabulary"]
+
+# Orders of `build_vocabulary`: by descending count, or by first appearance as readers assign ids.
+ID_ORDERS = ("frequency", "appearance")
 
 # Layout version of the files that this version writes and reads.
 FORMAT_VERSION = "1"
@@ -54,13 +59,62 @@ VOCABULARY_SCHEMA = pa.schema(
 )
 
 
+def build_vocabulary(
+    format: str,
+    paths: Sequence[str | os.PathLike],
+    *,
+    order: str = "frequency",
+    min_count: int = 1,
+    **options,
+) -> Vocabulary:
+    """Build a frozen vocabulary from a counting pass over a click log.
+
+    The files are read once with `clickjax.data.read_batches` and the same reader options, so
+    the counts cover the sessions that pass the reader's rules and the results within
+    `positions`. Queries, documents and pairs met fewer than `min_count` times are left out and
+    read as out of vocabulary (id 1), and so is a pair whose query or document is left out. The
+    others get ids from 2 by `order`. `"frequency"` numbers them by descending count, ties in
+    order of first appearance, so the same input always gives the same ids. `"appearance"` keeps
+    the order in which readers meet them.
+
+    Args:
+      format: the log format, one of `clickjax.data.FORMATS`.
+      paths: files read in order.
+      order: `"frequency"` or `"appearance"`.
+      min_count: entries met fewer times than this are left out; 1 keeps every entry.
+      **options: reader options of `read_batches` (`positions`, `on_error`, `document_key`, ...).
+
+    Returns:
+      A frozen `Vocabulary`; its `count` column (see `save_vocabulary`) contains the counts.
+
+    Raises:
+      ValueError: `order` or `min_count` is invalid, or a reader option is.
+    """
+    from clickjax.data import read_batches
+
+    if order not in ID_ORDERS:
+        raise ValueError(f"invalid order {order!r}: expected one of {', '.join(map(repr, ID_ORDERS))}")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise ValueError(f"invalid min_count {min_count!r}: expected an integer of at least 1")
+    counting = Vocabulary()
+    for _ in read_batches(format, paths, counting, **options):
+        pass
+    return counting.reindex(order=order, min_count=min_count)
+
+
 def save_vocabulary(vocabulary: Vocabulary, path: str | os.PathLike) -> None:
     """Write `vocabulary` to `path` as one Parquet file, replacing any file there.
 
     The file is written next to `path` first and renamed into place, so an interrupted save
     leaves any previous file whole.
+
+    Raises:
+      FileNotFoundError: the folder of `path` does not exist.
     """
     path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"folder {folder!r} of the vocabulary file does not exist", path)
     table = pa.Table.from_batches([vocabulary.to_arrow()])
     partial = f"{path}.partial"
     try:
@@ -76,11 +130,14 @@ def load_vocabulary(path: str | os.PathLike) -> Vocabulary:
 
     Raises:
       FileNotFoundError: `path` does not exist.
-      ValueError: the file is not Parquet, has another format version, lacks a column or has one
-        of the wrong type, or its rows do not form a valid vocabulary (gaps in the ids, repeated
-        fingerprints, pairs that join unknown ids). The message names the file.
+      ValueError: `path` is a folder, or the file is not Parquet, has another format version,
+        lacks a column or has one of the wrong type, or its rows do not form a valid vocabulary
+        (gaps in the ids, repeated fingerprints, pairs that join unknown ids). The message names
+        the file.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; expected the Parquet file that save_vocabulary wrote")
     try:
         table = pq.read_table(path)
     except pa.ArrowInvalid as error:

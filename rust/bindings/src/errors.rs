@@ -68,6 +68,7 @@ pub fn to_py_err(py: Python<'_>, error: Error) -> PyErr {
             }
             None => PyOSError::new_err(message),
         },
+        Error::ThreadStart(_) => PyOSError::new_err(message),
         Error::InvalidOption { .. }
         | Error::InvalidColumn { .. }
         | Error::InvalidVocabulary { .. } => PyValueError::new_err(message),

@@ -19,8 +19,10 @@ use clickjax_core::columnar::{
     batch_columnar_sessions, extra_column, fingerprint_keys, session_column, ColumnarSessions,
     KeyRole, MAX_FEATURES,
 };
+use clickjax_core::input::decompressed_size;
 use clickjax_core::{
-    read_relevance_labels, BatchLayout, BatchReader, ErrorPolicy, Format, QueryKey, ReaderOptions,
+    read_relevance_labels, BatchLayout, BatchReader, ErrorPolicy, Format, IdOrder, QueryKey,
+    ReaderOptions,
     SharedVocabulary, Vocabulary,
 };
 use pyo3::exceptions::PyValueError;
@@ -80,6 +82,23 @@ impl PyVocabulary {
         lock(&self.inner).len()
     }
 
+    /// Returns a frozen copy that leaves out entries seen fewer than `min_count` times and
+    /// numbers the rest by `order`: "frequency" (descending count) or "appearance".
+    #[pyo3(signature = (*, order = "frequency", min_count = 1))]
+    fn reindex(&self, py: Python<'_>, order: &str, min_count: i64) -> PyResult<Self> {
+        let order: IdOrder = order.parse().map_err(|error| to_py_err(py, error))?;
+        let Ok(min_count) = u64::try_from(min_count) else {
+            return Err(PyValueError::new_err(format!(
+                "invalid min_count {min_count}: expected a count of at least 0"
+            )));
+        };
+        let source = Arc::clone(&self.inner);
+        let vocabulary = py.detach(|| lock(&source).reindexed(order, min_count));
+        Ok(PyVocabulary {
+            inner: Arc::new(Mutex::new(vocabulary)),
+        })
+    }
+
     /// Returns every real id as a pyarrow RecordBatch: kind, id, fingerprint, count, query_id,
     /// doc_id, with the frozen flag and the format version in the schema metadata.
     fn to_arrow<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -137,7 +156,7 @@ impl PyBatchReader {
     #[pyo3(signature = (
         format, paths, vocabulary, *, positions = Some(10), batch_size = 1024, on_error = "strict",
         drop_sessions_without_clicks = false, min_results = 1, min_sessions_per_query = 1,
-        behaviour = None, document_key = None, query_key = None
+        behaviour = None, document_key = None, query_key = None, threads = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -154,6 +173,7 @@ impl PyBatchReader {
         behaviour: Option<Vec<String>>,
         document_key: Option<&str>,
         query_key: Option<&str>,
+        threads: Option<i64>,
     ) -> PyResult<Self> {
         let create = || {
             let format: Format = format.parse()?;
@@ -165,7 +185,8 @@ impl PyBatchReader {
             )?
             .with_min_results(min_results)?
             .with_min_sessions_per_query(min_sessions_per_query)?
-            .with_behaviour(&behaviour.unwrap_or_default())?;
+            .with_behaviour(&behaviour.unwrap_or_default())?
+            .with_threads(threads)?;
             if let Some(name) = document_key {
                 options = options.with_document_key(name)?;
             }
@@ -237,6 +258,13 @@ fn read_labels<'py>(
     };
     let (batch, stats) = py.detach(read).map_err(|error| to_py_err(py, error))?;
     Ok((batch.to_pyarrow(py)?, counters_dict(py, stats.entries())?))
+}
+
+/// Decompresses a gzip file on the calling thread and returns the number of decompressed bytes.
+#[pyfunction]
+fn gzip_decompressed_size(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
+    py.detach(|| decompressed_size(&path))
+        .map_err(|error| to_py_err(py, error))
 }
 
 /// Fingerprints the keys of a pyarrow array as a query or document column; returns a uint64 array.
@@ -412,6 +440,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyBatchReader>()?;
     module.add_function(wrap_pyfunction!(read_labels, module)?)?;
     module.add_function(wrap_pyfunction!(fingerprint, module)?)?;
+    module.add_function(wrap_pyfunction!(gzip_decompressed_size, module)?)?;
     module.add_function(wrap_pyfunction!(batch_columns, module)?)?;
     module.add_function(wrap_pyfunction!(behaviour_columns, module)?)?;
     Ok(())

@@ -46,6 +46,10 @@ pub enum Error {
     #[error("failed to read {path}: {source}", path = path.display())]
     Io { path: PathBuf, source: io::Error },
 
+    /// A reader thread that the operating system could not start.
+    #[error("failed to start a reader thread: {0}; lower the threads option")]
+    ThreadStart(io::Error),
+
     /// A reader option outside its allowed range or set.
     #[error("invalid {name} {value}: expected {allowed}")]
     InvalidOption {

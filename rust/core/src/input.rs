@@ -5,10 +5,16 @@
 //! megabytes costs one buffer of that size, and a missing final newline is accepted. A gzip file
 //! that ends early or fails its checksum surfaces as [`Error::CorruptInput`] with the compressed
 //! byte offset and the last complete line, and the partial line at the damage is never returned.
+//!
+//! A gzip file is decompressed on a thread of its own, which hands chunks of text to the parsing
+//! thread through a bounded channel, so that parsing and decompression overlap and at most
+//! four chunks of 256 KiB wait at a time.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::{self, JoinHandle};
 
 use flate2::bufread::MultiGzDecoder;
 
@@ -20,8 +26,11 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Read buffer for the compressed or plain file.
 const FILE_BUFFER_BYTES: usize = 256 * 1024;
 
-/// Buffer for decompressed text, from which lines are cut.
-const TEXT_BUFFER_BYTES: usize = 256 * 1024;
+/// Decompressed bytes per chunk handed from the decompression thread to the parsing thread.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Chunks that the decompression thread may finish before the parser takes them.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// A buffered reader that counts the bytes its consumer has consumed, so that the compressed
 /// offset of a gzip failure is known.
@@ -49,12 +58,193 @@ impl<R: BufRead> BufRead for ConsumedBytes<R> {
     }
 }
 
-type GzipText = BufReader<MultiGzDecoder<ConsumedBytes<BufReader<File>>>>;
+type GzipDecoder = MultiGzDecoder<ConsumedBytes<BufReader<File>>>;
+
+/// What the decompression thread sends to the parsing thread.
+enum Chunk {
+    /// Decompressed text: the first `length` bytes of the buffer.
+    Text { buffer: Vec<u8>, length: usize },
+    /// Decompression failed after `offset` compressed bytes; nothing follows.
+    Failed { source: io::Error, offset: u64 },
+    /// The end of the file; nothing follows.
+    End,
+}
+
+/// Fills chunks with decompressed text and sends them until the file ends, decompression
+/// fails, or the receiver is dropped.
+fn decompress(mut decoder: GzipDecoder, chunks: SyncSender<Chunk>, spare: Receiver<Vec<u8>>) {
+    loop {
+        // Reused buffers keep their length, so only a new buffer is zeroed.
+        let mut buffer = spare.try_recv().unwrap_or_else(|_| vec![0; CHUNK_BYTES]);
+        let mut length = 0;
+        let mut failure = None;
+        while length < buffer.len() {
+            match decoder.read(&mut buffer[length..]) {
+                Ok(0) => break,
+                Ok(read) => length += read,
+                Err(source) if source.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    failure = Some(source);
+                    break;
+                }
+            }
+        }
+        let at_end = length < buffer.len();
+        if length > 0 && chunks.send(Chunk::Text { buffer, length }).is_err() {
+            return;
+        }
+        let last = match failure {
+            Some(source) => Chunk::Failed {
+                source,
+                offset: decoder.get_ref().consumed,
+            },
+            None if at_end => Chunk::End,
+            None => continue,
+        };
+        // The receiver may be gone already; either way this thread is done.
+        let _ = chunks.send(last);
+        return;
+    }
+}
+
+/// The decompressed text of a gzip file, read from a decompression thread.
+struct ThreadedGzip {
+    /// None once dropped, so that a blocked sender wakes up before the thread is joined.
+    chunks: Option<Receiver<Chunk>>,
+    /// Buffers handed back to the decompression thread for reuse.
+    spare: SyncSender<Vec<u8>>,
+    buffer: Vec<u8>,
+    length: usize,
+    position: usize,
+    /// Compressed offset of the decompression failure, once one was received.
+    failure_offset: Option<u64>,
+    finished: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ThreadedGzip {
+    fn start(decoder: GzipDecoder) -> io::Result<Self> {
+        let (chunk_sender, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (spare, spare_receiver) = mpsc::sync_channel(CHUNKS_IN_FLIGHT + 1);
+        let thread = thread::Builder::new()
+            .name("clickjax-gzip".to_string())
+            .spawn(move || decompress(decoder, chunk_sender, spare_receiver))?;
+        Ok(ThreadedGzip {
+            chunks: Some(chunks),
+            spare,
+            buffer: Vec::new(),
+            length: 0,
+            position: 0,
+            failure_offset: None,
+            finished: false,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Read for ThreadedGzip {
+    fn read(&mut self, output: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let count = available.len().min(output.len());
+        output[..count].copy_from_slice(&available[..count]);
+        self.consume(count);
+        Ok(count)
+    }
+}
+
+impl BufRead for ThreadedGzip {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.position >= self.length && !self.finished {
+            let received = match &self.chunks {
+                Some(chunks) => chunks.recv(),
+                None => Err(mpsc::RecvError),
+            };
+            match received {
+                Ok(Chunk::Text { buffer, length }) => {
+                    let used = std::mem::replace(&mut self.buffer, buffer);
+                    if !used.is_empty() {
+                        // When the spare queue is full or closed, the buffer is freed instead.
+                        let _ = self.spare.try_send(used);
+                    }
+                    self.length = length;
+                    self.position = 0;
+                }
+                Ok(Chunk::Failed { source, offset }) => {
+                    self.finished = true;
+                    self.failure_offset = Some(offset);
+                    return Err(source);
+                }
+                Ok(Chunk::End) => self.finished = true,
+                Err(mpsc::RecvError) => {
+                    self.finished = true;
+                    return Err(io::Error::other(
+                        "the gzip decompression thread stopped before the end of the file",
+                    ));
+                }
+            }
+        }
+        if self.position >= self.length {
+            return Ok(&[]);
+        }
+        Ok(&self.buffer[self.position..self.length])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.position = (self.position + amount).min(self.length);
+    }
+}
+
+impl Drop for ThreadedGzip {
+    fn drop(&mut self) {
+        self.chunks = None;
+        if let Some(thread) = self.thread.take() {
+            // The thread returns once its next send fails; a panic there has nothing to report.
+            let _ = thread.join();
+        }
+    }
+}
 
 /// The decompressed text of one file.
 enum Text {
     Plain(BufReader<File>),
-    Gzip(Box<GzipText>),
+    Gzip(Box<ThreadedGzip>),
+}
+
+/// Decompresses a gzip file on the calling thread and returns the number of decompressed bytes.
+/// The benchmarks use it as the speed limit of parsing a file.
+pub fn decompressed_size(path: &Path) -> Result<u64> {
+    let io_error = |source: io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => Error::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => io_error(source),
+    })?;
+    let buffered = BufReader::with_capacity(FILE_BUFFER_BYTES, file);
+    let mut decoder = MultiGzDecoder::new(ConsumedBytes {
+        inner: buffered,
+        consumed: 0,
+    });
+    let mut buffer = vec![0; CHUNK_BYTES];
+    let mut total = 0u64;
+    loop {
+        match decoder.read(&mut buffer) {
+            Ok(0) => return Ok(total),
+            Ok(read) => total += read as u64,
+            Err(source) if source.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::CorruptInput {
+                    path: path.to_path_buf(),
+                    offset: decoder.get_ref().consumed,
+                    lineno: 0,
+                    cause: source.to_string(),
+                })
+            }
+        }
+    }
 }
 
 /// Reads the physical lines of one input file and counts them.
@@ -94,10 +284,7 @@ impl LineReader {
                 consumed: 0,
             };
             let decoder = MultiGzDecoder::new(counted);
-            Text::Gzip(Box::new(BufReader::with_capacity(
-                TEXT_BUFFER_BYTES,
-                decoder,
-            )))
+            Text::Gzip(Box::new(ThreadedGzip::start(decoder).map_err(io_error)?))
         } else {
             Text::Plain(buffered)
         };
@@ -172,7 +359,7 @@ impl LineReader {
         match &self.text {
             Text::Gzip(reader) if decoding_failure => Error::CorruptInput {
                 path: self.path.clone(),
-                offset: reader.get_ref().get_ref().consumed,
+                offset: reader.failure_offset.unwrap_or(0),
                 lineno: self.lineno,
                 cause: source.to_string(),
             },

@@ -177,6 +177,8 @@ pub struct ReaderOptions {
     pub query_key: Option<QueryKey>,
     /// Baidu behaviour columns to emit, in this order.
     pub behaviour: Vec<BehaviourColumn>,
+    /// Files parsed at once on worker threads; each gzip file also has a decompression thread.
+    pub threads: usize,
 }
 
 impl ReaderOptions {
@@ -210,6 +212,16 @@ impl ReaderOptions {
     pub fn with_min_sessions_per_query(mut self, count: i64) -> Result<Self> {
         let max = u32::MAX as usize;
         self.min_sessions_per_query = checked_count("min_sessions_per_query", count, max)? as u64;
+        Ok(self)
+    }
+
+    /// Sets the number of files parsed at once, from 1 to [`MAX_THREADS`]; None takes the number
+    /// of cores available to the process.
+    pub fn with_threads(mut self, threads: Option<i64>) -> Result<Self> {
+        self.threads = match threads {
+            Some(threads) => checked_count("threads", threads, MAX_THREADS)?,
+            None => available_cores(),
+        };
         Ok(self)
     }
 
@@ -321,8 +333,17 @@ impl Default for ReaderOptions {
             document_key: None,
             query_key: None,
             behaviour: Vec::new(),
+            threads: available_cores(),
         }
     }
+}
+
+/// Maximum of the `threads` option.
+pub const MAX_THREADS: usize = 256;
+
+/// Returns the number of cores the process may use, or 1 when the system does not say.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn unsupported_key(name: &'static str, value: &str, format: Format, allowed: &str) -> Error {

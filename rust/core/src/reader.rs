@@ -1,9 +1,10 @@
 //! Batches of sessions read from click-log files: picks the parser for the format, applies the
 //! session rules, looks ids up in a shared vocabulary, and yields padded Arrow record batches.
 //!
-//! Files are read one after another in the given order, so dense ids follow file order and then
-//! line order. Parsing produces fingerprints only and ids are assigned as rows enter a batch, so a
-//! later version can parse files in worker threads and keep the same ids.
+//! Up to `threads` files are parsed at once on worker threads (see the `pipeline` module), and
+//! their sessions arrive in file order and then line order. Parsing produces fingerprints only
+//! and ids are assigned on the calling thread as rows enter a batch, so dense ids follow the
+//! input order whatever the number of threads.
 //!
 //! Two options need to see the whole input before the first row: `positions=None` (pad to the
 //! largest position of a result, so that no result is truncated) and `min_sessions_per_query` above 1 (count the sessions of each query). With
@@ -14,22 +15,17 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasherDefault;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::RecordBatch;
 
-use crate::annotation::AnnotationParser;
-use crate::baidu::BaiduParser;
 use crate::batch::BatchBuilder;
-use crate::clickmodels::ClickModelsParser;
-use crate::error::{Error, Rejector, Result};
-use crate::input::LineReader;
-use crate::session::{Session, SessionRules, SessionSource};
+use crate::error::{Error, Result};
+use crate::pipeline::{ParallelSessions, ParseSettings};
+use crate::session::{Session, SessionRules};
 use crate::stats::Stats;
 use crate::vocabulary::{FingerprintHasher, Vocabulary};
-use crate::wscd::WscdParser;
-use crate::yandex::YandexParser;
 
 pub use crate::error::ErrorPolicy;
 pub use crate::options::{Format, ParserConfig, ReaderOptions, MAX_BATCH_SIZE, MAX_POSITIONS};
@@ -39,23 +35,6 @@ pub type SharedVocabulary = Arc<Mutex<Vocabulary>>;
 
 /// Sessions per query fingerprint, from the first pass.
 type QueryCounts = HashMap<u64, u32, BuildHasherDefault<FingerprintHasher>>;
-
-/// Opens the parser of `format` on one file.
-fn open_parser(
-    format: Format,
-    path: &Path,
-    config: &ParserConfig,
-    rejector: Rejector,
-) -> Result<Box<dyn SessionSource>> {
-    let lines = LineReader::open(path)?;
-    Ok(match format {
-        Format::Baidu => Box::new(BaiduParser::new(lines, rejector, config)),
-        Format::BaiduAnnotation => Box::new(AnnotationParser::new(lines, rejector)),
-        Format::Yandex => Box::new(YandexParser::new(lines, rejector, config)),
-        Format::Wscd => Box::new(WscdParser::new(lines, rejector)),
-        Format::ClickModels => Box::new(ClickModelsParser::new(lines, rejector)),
-    })
-}
 
 /// Measurements of the first pass.
 struct Scan {
@@ -70,8 +49,8 @@ struct Scan {
 pub struct BatchReader {
     format: Format,
     paths: Vec<PathBuf>,
-    next_path: usize,
-    source: Option<Box<dyn SessionSource>>,
+    /// Sessions of the files, started by the first call to `next` after any first pass.
+    sessions: Option<ParallelSessions>,
     options: ReaderOptions,
     config: ParserConfig,
     rules: SessionRules,
@@ -95,7 +74,6 @@ impl fmt::Debug for BatchReader {
             .debug_struct("BatchReader")
             .field("format", &self.format)
             .field("paths", &self.paths)
-            .field("next_path", &self.next_path)
             .field("options", &self.options)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -133,8 +111,7 @@ impl BatchReader {
         Ok(BatchReader {
             format,
             paths,
-            next_path: 0,
-            source: None,
+            sessions: None,
             options,
             config,
             rules,
@@ -196,30 +173,25 @@ impl BatchReader {
         // Counters of the first pass are thrown away; the second pass counts the same events.
         let mut stats = Stats::default();
         let mut session = Session::default();
-        for path in &self.paths {
-            let rejector = Rejector::new(self.options.on_error);
-            let mut source = open_parser(self.format, path, &self.config, rejector)?;
-            loop {
-                match source.next_session(&mut session, &mut stats) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    // The second pass logs and counts the damage.
-                    Err(Error::CorruptInput { .. })
-                        if self.options.on_error == ErrorPolicy::Skip =>
-                    {
-                        break
-                    }
-                    Err(error) => return Err(error),
+        let mut sessions = self.start_sessions(false)?;
+        loop {
+            match sessions.next_session(&mut session, &mut stats) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // The second pass logs and counts the damage; the file's other sessions count.
+                Err(Error::CorruptInput { .. }) if self.options.on_error == ErrorPolicy::Skip => {
+                    continue
                 }
-                if !self.rules.apply(&mut session, &mut stats) {
-                    continue;
-                }
-                let last = session.results.last().map_or(0, |result| result.position);
-                scan.longest = scan.longest.max(last as usize);
-                if let Some(counts) = &mut scan.query_counts {
-                    let count = counts.entry(session.query_key).or_insert(0);
-                    *count = count.saturating_add(1);
-                }
+                Err(error) => return Err(error),
+            }
+            if !self.rules.apply(&mut session, &mut stats) {
+                continue;
+            }
+            let last = session.results.last().map_or(0, |result| result.position);
+            scan.longest = scan.longest.max(last as usize);
+            if let Some(counts) = &mut scan.query_counts {
+                let count = counts.entry(session.query_key).or_insert(0);
+                *count = count.saturating_add(1);
             }
         }
         Ok(scan)
@@ -234,25 +206,30 @@ impl BatchReader {
         u64::from(count) >= self.options.min_sessions_per_query
     }
 
+    /// Starts the workers on every file. `quiet` logs skipped sessions at debug level only.
+    fn start_sessions(&self, quiet: bool) -> Result<ParallelSessions> {
+        let settings = ParseSettings {
+            format: self.format,
+            config: self.config.clone(),
+            on_error: self.options.on_error,
+            quiet,
+        };
+        ParallelSessions::start(self.paths.clone(), settings, self.options.threads)
+    }
+
     /// Reads the next well-formed session of any remaining file into `self.session`.
     /// Returns false when every file is read.
     fn read_session(&mut self) -> Result<bool> {
+        if self.sessions.is_none() {
+            self.sessions = Some(self.start_sessions(self.scanned)?);
+        }
+        let Some(sessions) = &mut self.sessions else {
+            return Ok(false);
+        };
         loop {
-            let mut source = match self.source.take() {
-                Some(source) => source,
-                None => match self.open_next_file()? {
-                    Some(source) => source,
-                    None => return Ok(false),
-                },
-            };
-
-            match source.next_session(&mut self.session, &mut self.stats) {
-                Ok(true) => {
-                    self.source = Some(source);
-                    return Ok(true);
-                }
-                // The file is read; the next turn of the loop opens the next one.
-                Ok(false) => {}
+            match sessions.next_session(&mut self.session, &mut self.stats) {
+                Ok(more) => return Ok(more),
+                // The rest of that file is lost; the next call continues with the next file.
                 Err(error @ Error::CorruptInput { .. })
                     if self.options.on_error == ErrorPolicy::Skip =>
                 {
@@ -262,20 +239,6 @@ impl BatchReader {
                 Err(error) => return Err(error),
             }
         }
-    }
-
-    /// Opens the next file with the parser of the format; None when no file is left.
-    fn open_next_file(&mut self) -> Result<Option<Box<dyn SessionSource>>> {
-        let Some(path) = self.paths.get(self.next_path) else {
-            return Ok(None);
-        };
-        self.next_path += 1;
-        let rejector = if self.scanned {
-            Rejector::quiet(self.options.on_error)
-        } else {
-            Rejector::new(self.options.on_error)
-        };
-        open_parser(self.format, path, &self.config, rejector).map(Some)
     }
 
     /// Fills the batch builder until it is full, the input ends, or an error occurs.
@@ -346,3 +309,7 @@ mod tests;
 #[cfg(test)]
 #[path = "reader_rules_tests.rs"]
 mod rules_tests;
+
+#[cfg(test)]
+#[path = "reader_threads_tests.rs"]
+mod threads_tests;

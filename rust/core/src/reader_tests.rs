@@ -29,7 +29,7 @@ fn shared_vocabulary() -> SharedVocabulary {
 }
 
 /// Reads every batch, stopping at the first error.
-fn read_all(
+pub(super) fn read_all(
     format: Format,
     paths: &[&Path],
     vocabulary: &SharedVocabulary,

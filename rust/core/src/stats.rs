@@ -87,6 +87,58 @@ impl Stats {
         self.skipped_by_field.0[field.index()] += 1;
     }
 
+    /// Adds every counter of `other` to this one.
+    pub fn add(&mut self, other: &Stats) {
+        let Stats {
+            lines_read,
+            sessions_read,
+            sessions_kept,
+            sessions_skipped,
+            sessions_without_clicks,
+            sessions_dropped_without_clicks,
+            sessions_without_results,
+            sessions_dropped_few_results,
+            sessions_dropped_rare_query,
+            results_truncated,
+            missing_results,
+            pseudo_results,
+            repeated_clicks,
+            clicks_not_shown,
+            clicks_before_query,
+            extra_click_entries,
+            invalid_position_keys,
+            oov_queries,
+            oov_documents,
+            oov_pairs,
+            corrupt_inputs,
+            skipped_by_field,
+        } = other;
+        self.lines_read += lines_read;
+        self.sessions_read += sessions_read;
+        self.sessions_kept += sessions_kept;
+        self.sessions_skipped += sessions_skipped;
+        self.sessions_without_clicks += sessions_without_clicks;
+        self.sessions_dropped_without_clicks += sessions_dropped_without_clicks;
+        self.sessions_without_results += sessions_without_results;
+        self.sessions_dropped_few_results += sessions_dropped_few_results;
+        self.sessions_dropped_rare_query += sessions_dropped_rare_query;
+        self.results_truncated += results_truncated;
+        self.missing_results += missing_results;
+        self.pseudo_results += pseudo_results;
+        self.repeated_clicks += repeated_clicks;
+        self.clicks_not_shown += clicks_not_shown;
+        self.clicks_before_query += clicks_before_query;
+        self.extra_click_entries += extra_click_entries;
+        self.invalid_position_keys += invalid_position_keys;
+        self.oov_queries += oov_queries;
+        self.oov_documents += oov_documents;
+        self.oov_pairs += oov_pairs;
+        self.corrupt_inputs += corrupt_inputs;
+        for (total, count) in self.skipped_by_field.0.iter_mut().zip(skipped_by_field.0) {
+            *total += count;
+        }
+    }
+
     /// Returns every counter with its name, in a fixed order.
     pub fn entries(&self) -> Vec<(&'static str, u64)> {
         let mut entries = vec![
@@ -131,6 +183,22 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_sums_every_counter() {
+        let mut stats = Stats {
+            lines_read: 3,
+            ..Stats::default()
+        };
+        stats.count_skipped(Field::Click);
+        let mut total = stats.clone();
+        total.add(&stats);
+        for ((name, value), (_, single)) in total.entries().into_iter().zip(stats.entries()) {
+            assert_eq!(value, 2 * single, "{name}");
+        }
+        assert_eq!(total.lines_read, 6);
+        assert_eq!(total.skipped_by_field.get(Field::Click), 2);
+    }
 
     #[test]
     fn entries_name_every_counter_once() {

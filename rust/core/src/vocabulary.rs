@@ -9,6 +9,7 @@
 //! share a fingerprint. A pair hashes the 16 little-endian bytes of its query and document
 //! fingerprints, and its top 31 bits give `query_doc_hash`, which needs no vocabulary.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -92,7 +93,15 @@ impl Hasher for FingerprintHasher {
     }
 }
 
-type FingerprintMap = HashMap<u64, i32, BuildHasherDefault<FingerprintHasher>>;
+/// Id of a fingerprint, and how often a lookup met it while the vocabulary was open. The count
+/// sits beside the id so that a lookup touches one place in memory.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: i32,
+    count: u64,
+}
+
+type FingerprintMap = HashMap<u64, Slot, BuildHasherDefault<FingerprintHasher>>;
 
 /// Fingerprint of a real id and how often a lookup met it while the vocabulary was open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +115,8 @@ pub(crate) struct Entry {
 pub(crate) struct IdTable {
     name: &'static str,
     ids: FingerprintMap,
-    /// The entry of each real id, at index `id - FIRST_REAL_ID`.
-    pub(crate) entries: Vec<Entry>,
+    /// The fingerprint of each real id, at index `id - FIRST_REAL_ID`.
+    fingerprints: Vec<u64>,
     max_entries: usize,
 }
 
@@ -123,68 +132,151 @@ impl IdTable {
         IdTable {
             name,
             ids: FingerprintMap::default(),
-            entries: Vec::new(),
+            fingerprints: Vec::new(),
             max_entries: MAX_ENTRIES,
         }
     }
 
     /// Creates a table whose real ids are the entries in order, from [`FIRST_REAL_ID`].
-    /// The caller checks that the fingerprints are distinct and that there are not too many.
-    pub(crate) fn from_entries(name: &'static str, entries: Vec<Entry>) -> Self {
+    /// The caller checks that there are not too many, and that the fingerprints are distinct
+    /// with [`IdTable::has_repeated_fingerprints`].
+    pub(crate) fn from_entries(name: &'static str, entries: &[Entry]) -> Self {
         let mut ids = FingerprintMap::with_capacity_and_hasher(entries.len(), Default::default());
         for (index, entry) in entries.iter().enumerate() {
             // The caller keeps `entries` within MAX_ENTRIES, so the id fits in i32.
-            ids.insert(entry.fingerprint, FIRST_REAL_ID + index as i32);
+            let id = FIRST_REAL_ID + index as i32;
+            ids.insert(
+                entry.fingerprint,
+                Slot {
+                    id,
+                    count: entry.count,
+                },
+            );
         }
         IdTable {
             name,
             ids,
-            entries,
+            fingerprints: entries.iter().map(|entry| entry.fingerprint).collect(),
             max_entries: MAX_ENTRIES,
         }
     }
 
+    /// Returns the entry of each real id, in id order.
+    pub(crate) fn entries(&self) -> Vec<Entry> {
+        self.fingerprints
+            .iter()
+            .map(|&fingerprint| Entry {
+                fingerprint,
+                count: self.ids.get(&fingerprint).map_or(0, |slot| slot.count),
+            })
+            .collect()
+    }
+
+    /// Number of real ids.
+    pub(crate) fn len(&self) -> usize {
+        self.fingerprints.len()
+    }
+
+    /// Returns true if two ids share a fingerprint, which only [`IdTable::from_entries`] allows.
+    pub(crate) fn has_repeated_fingerprints(&self) -> bool {
+        self.ids.len() < self.fingerprints.len()
+    }
+
     fn lookup(&mut self, key: u64, frozen: bool) -> Result<Lookup> {
-        if let Some(&id) = self.ids.get(&key) {
-            if !frozen {
-                // Ids in the map are FIRST_REAL_ID + index of their entry.
-                let entry = &mut self.entries[(id - FIRST_REAL_ID) as usize];
-                entry.count = entry.count.saturating_add(1);
-            }
-            return Ok(Lookup {
-                id,
-                out_of_vocabulary: false,
-            });
-        }
         if frozen {
-            return Ok(Lookup {
-                id: OUT_OF_VOCABULARY_ID,
-                out_of_vocabulary: true,
+            return Ok(match self.ids.get(&key) {
+                Some(slot) => Lookup {
+                    id: slot.id,
+                    out_of_vocabulary: false,
+                },
+                None => Lookup {
+                    id: OUT_OF_VOCABULARY_ID,
+                    out_of_vocabulary: true,
+                },
             });
         }
 
-        let count = self.ids.len();
-        if count >= self.max_entries {
-            return Err(Error::VocabularyFull {
-                table: self.name,
-                limit: self.max_entries,
-            });
+        let count = self.fingerprints.len();
+        match self.ids.entry(key) {
+            MapEntry::Occupied(mut occupied) => {
+                let slot = occupied.get_mut();
+                slot.count = slot.count.saturating_add(1);
+                Ok(Lookup {
+                    id: slot.id,
+                    out_of_vocabulary: false,
+                })
+            }
+            MapEntry::Vacant(vacant) => {
+                if count >= self.max_entries {
+                    return Err(Error::VocabularyFull {
+                        table: self.name,
+                        limit: self.max_entries,
+                    });
+                }
+                // `count` < max_entries <= i32::MAX - 1, so the new id is at most i32::MAX.
+                let id = FIRST_REAL_ID + count as i32;
+                vacant.insert(Slot { id, count: 1 });
+                self.fingerprints.push(key);
+                Ok(Lookup {
+                    id,
+                    out_of_vocabulary: false,
+                })
+            }
         }
-        // `count` < max_entries <= i32::MAX - 1, so the new id is at most i32::MAX.
-        let id = FIRST_REAL_ID + count as i32;
-        self.ids.insert(key, id);
-        self.entries.push(Entry {
-            fingerprint: key,
-            count: 1,
-        });
-        Ok(Lookup {
-            id,
-            out_of_vocabulary: false,
-        })
     }
 
     fn table_size(&self) -> usize {
-        self.ids.len() + FIRST_REAL_ID as usize
+        self.fingerprints.len() + FIRST_REAL_ID as usize
+    }
+
+    /// Returns a table of the entries seen at least `min_count` times that `keep` accepts (by
+    /// index), numbered by `order`, and the new id of each old index (None if left out).
+    fn reindexed(
+        &self,
+        order: IdOrder,
+        min_count: u64,
+        keep: impl Fn(usize) -> bool,
+    ) -> (IdTable, Vec<Option<i32>>) {
+        let entries = self.entries();
+        let mut kept: Vec<usize> = (0..entries.len())
+            .filter(|&index| entries[index].count >= min_count && keep(index))
+            .collect();
+        if order == IdOrder::Frequency {
+            // A stable sort keeps first appearance among equal counts, so the order is unique.
+            kept.sort_by(|&left, &right| entries[right].count.cmp(&entries[left].count));
+        }
+        let mut new_ids = vec![None; entries.len()];
+        for (new_index, &old_index) in kept.iter().enumerate() {
+            // No more entries than before, so the id fits in i32.
+            new_ids[old_index] = Some(FIRST_REAL_ID + new_index as i32);
+        }
+        let entries: Vec<Entry> = kept.iter().map(|&index| entries[index]).collect();
+        (IdTable::from_entries(self.name, &entries), new_ids)
+    }
+}
+
+/// Order in which [`Vocabulary::reindexed`] numbers the entries it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdOrder {
+    /// By first appearance, as readers assign ids.
+    Appearance,
+    /// By descending count; ties keep the order of first appearance.
+    Frequency,
+}
+
+impl std::str::FromStr for IdOrder {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "appearance" => Ok(IdOrder::Appearance),
+            "frequency" => Ok(IdOrder::Frequency),
+            _ => Err(Error::InvalidOption {
+                name: "order",
+                value: format!("{text:?}"),
+                allowed: "\"frequency\" or \"appearance\"".to_string(),
+            }),
+        }
     }
 }
 
@@ -200,7 +292,7 @@ pub struct Vocabulary {
 }
 
 /// The dense query and document ids that a pair id joins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PairEnds {
     pub query_id: i32,
     pub doc_id: i32,
@@ -248,7 +340,7 @@ impl Vocabulary {
     /// pair records `query_id` and `doc_id`, the ids of its query and document, for [`Self::pair_ends`].
     pub fn pair_id(&mut self, fingerprint: u64, query_id: i32, doc_id: i32) -> Result<Lookup> {
         let lookup = self.pairs.lookup(fingerprint, self.frozen)?;
-        if self.pairs.entries.len() > self.pair_ends.len() {
+        if self.pairs.len() > self.pair_ends.len() {
             self.pair_ends.push(PairEnds { query_id, doc_id });
         }
         Ok(lookup)
@@ -264,8 +356,46 @@ impl Vocabulary {
         self.pairs
             .ids
             .get(&fingerprint)
-            .copied()
-            .unwrap_or(OUT_OF_VOCABULARY_ID)
+            .map_or(OUT_OF_VOCABULARY_ID, |slot| slot.id)
+    }
+
+    /// Returns a frozen copy with new ids: entries seen fewer than `min_count` times are left
+    /// out, so they read as [`OUT_OF_VOCABULARY_ID`], and the others are numbered from
+    /// [`FIRST_REAL_ID`] by `order`. A pair is also left out when its query or document is.
+    pub fn reindexed(&self, order: IdOrder, min_count: u64) -> Vocabulary {
+        let (queries, query_ids) = self.queries.reindexed(order, min_count, |_| true);
+        let (documents, document_ids) = self.documents.reindexed(order, min_count, |_| true);
+        // New id of an old id, or None when the entry was left out.
+        let new_id = |ids: &[Option<i32>], old: i32| {
+            usize::try_from(old - FIRST_REAL_ID)
+                .ok()
+                .and_then(|index| ids.get(index).copied().flatten())
+        };
+        let ends_kept = |index: usize| {
+            let ends = self.pair_ends[index];
+            new_id(&query_ids, ends.query_id).is_some()
+                && new_id(&document_ids, ends.doc_id).is_some()
+        };
+        let (pairs, pair_ids) = self.pairs.reindexed(order, min_count, ends_kept);
+
+        let mut pair_ends = vec![PairEnds::default(); pairs.len()];
+        for (old_index, ends) in self.pair_ends.iter().enumerate() {
+            let Some(pair) = pair_ids[old_index] else {
+                continue;
+            };
+            // `ends_kept` accepted this pair, so both ends have new ids.
+            pair_ends[(pair - FIRST_REAL_ID) as usize] = PairEnds {
+                query_id: new_id(&query_ids, ends.query_id).unwrap_or(OUT_OF_VOCABULARY_ID),
+                doc_id: new_id(&document_ids, ends.doc_id).unwrap_or(OUT_OF_VOCABULARY_ID),
+            };
+        }
+        Vocabulary {
+            queries,
+            documents,
+            pairs,
+            pair_ends,
+            frozen: true,
+        }
     }
 
     /// Rows that an embedding table over `query_id` needs: real queries plus padding and
@@ -286,12 +416,12 @@ impl Vocabulary {
 
     /// Number of real query-document pairs.
     pub fn len(&self) -> usize {
-        self.pairs.ids.len()
+        self.pairs.len()
     }
 
     /// Returns true if the vocabulary contains no query-document pair.
     pub fn is_empty(&self) -> bool {
-        self.pairs.ids.is_empty()
+        self.pairs.fingerprints.is_empty()
     }
 }
 
@@ -315,6 +445,102 @@ mod tests {
         assert_eq!(ids, vec![2, 3, 2, 4, 3]);
         assert_eq!(vocabulary.document_table_size(), 3 + 2);
         assert_eq!(vocabulary.query_table_size(), 2);
+    }
+
+    #[test]
+    fn reindexed_orders_by_count() {
+        let mut vocabulary = Vocabulary::new();
+        for key in [10u64, 20, 20, 30, 30, 30, 40, 40] {
+            vocabulary.document_id(key).unwrap();
+        }
+        // Counts: 10 once, 20 twice, 30 three times, 40 twice (after 20, so it sorts after 20).
+        let mut by_count = vocabulary.reindexed(IdOrder::Frequency, 1);
+        assert!(by_count.is_frozen());
+        let ids: Vec<i32> = [30u64, 20, 40, 10]
+            .iter()
+            .map(|&key| by_count.document_id(key).unwrap().id)
+            .collect();
+        assert_eq!(ids, vec![2, 3, 4, 5]);
+
+        let mut frequent = vocabulary.reindexed(IdOrder::Frequency, 2);
+        assert_eq!(frequent.document_id(10).unwrap().id, OUT_OF_VOCABULARY_ID);
+        assert_eq!(frequent.document_id(40).unwrap().id, 4);
+        assert_eq!(frequent.document_table_size(), 3 + 2);
+
+        let mut in_order = vocabulary.reindexed(IdOrder::Appearance, 2);
+        let ids: Vec<i32> = [20u64, 30, 40, 10]
+            .iter()
+            .map(|&key| in_order.document_id(key).unwrap().id)
+            .collect();
+        assert_eq!(ids, vec![2, 3, 4, OUT_OF_VOCABULARY_ID]);
+    }
+
+    #[test]
+    fn reindexed_maps_pair_ends() {
+        let mut vocabulary = Vocabulary::new();
+        // Sessions as (query, documents): query 7 once with document 1, query 8 twice with 2.
+        for (query, documents) in [(7u64, [1u64]), (8, [2]), (8, [2])] {
+            let query_id = vocabulary.query_id(query).unwrap().id;
+            for document in documents {
+                let doc_id = vocabulary.document_id(document).unwrap().id;
+                let pair = pair_fingerprint(query, document);
+                vocabulary.pair_id(pair, query_id, doc_id).unwrap();
+            }
+        }
+        let by_count = vocabulary.reindexed(IdOrder::Frequency, 1);
+        // Query 8, document 2 and their pair come first now.
+        assert_eq!(
+            by_count.pair_ends(),
+            &[
+                PairEnds {
+                    query_id: 2,
+                    doc_id: 2
+                },
+                PairEnds {
+                    query_id: 3,
+                    doc_id: 3
+                }
+            ]
+        );
+        assert_eq!(by_count.known_pair_id(pair_fingerprint(8, 2)), 2);
+
+        let frequent = vocabulary.reindexed(IdOrder::Frequency, 2);
+        assert_eq!(frequent.len(), 1);
+        assert_eq!(
+            frequent.known_pair_id(pair_fingerprint(7, 1)),
+            OUT_OF_VOCABULARY_ID
+        );
+    }
+
+    #[test]
+    fn pair_with_dropped_query_is_dropped() {
+        let mut vocabulary = Vocabulary::new();
+        // One session that lists document 5 twice: the pair is met twice, its query once.
+        let query_id = vocabulary.query_id(9).unwrap().id;
+        for _ in 0..2 {
+            let doc_id = vocabulary.document_id(5).unwrap().id;
+            vocabulary
+                .pair_id(pair_fingerprint(9, 5), query_id, doc_id)
+                .unwrap();
+        }
+        let frequent = vocabulary.reindexed(IdOrder::Frequency, 2);
+        assert_eq!(frequent.query_table_size(), 2);
+        assert_eq!(frequent.document_table_size(), 3);
+        assert!(frequent.is_empty());
+    }
+
+    #[test]
+    fn id_order_parses() {
+        assert_eq!("frequency".parse::<IdOrder>().unwrap(), IdOrder::Frequency);
+        assert_eq!(
+            "appearance".parse::<IdOrder>().unwrap(),
+            IdOrder::Appearance
+        );
+        let error = "count".parse::<IdOrder>().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid order \"count\": expected \"frequency\" or \"appearance\""
+        );
     }
 
     #[test]

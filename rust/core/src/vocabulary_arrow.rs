@@ -23,9 +23,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 
-use super::{
-    Entry, IdTable, PairEnds, Vocabulary, FIRST_REAL_ID, MAX_ENTRIES, OUT_OF_VOCABULARY_ID,
-};
+use super::{Entry, IdTable, PairEnds, Vocabulary, FIRST_REAL_ID, MAX_ENTRIES};
 use crate::error::{Error, Result};
 
 /// Schema metadata key of the layout version.
@@ -68,7 +66,7 @@ impl Vocabulary {
     /// Returns every real id as one record batch in the layout of this module.
     pub fn to_record_batch(&self) -> Result<RecordBatch> {
         let tables = [&self.queries, &self.documents, &self.pairs];
-        let rows: usize = tables.iter().map(|table| table.entries.len()).sum();
+        let rows: usize = tables.iter().map(|table| table.len()).sum();
         let mut kind = Vec::with_capacity(rows);
         let mut id = Vec::with_capacity(rows);
         let mut fingerprint = Vec::with_capacity(rows);
@@ -76,7 +74,7 @@ impl Vocabulary {
         let mut query_id = Vec::with_capacity(rows);
         let mut doc_id = Vec::with_capacity(rows);
         for (name, table) in KINDS.iter().zip(tables) {
-            for (index, entry) in table.entries.iter().enumerate() {
+            for (index, entry) in table.entries().iter().enumerate() {
                 kind.push(*name);
                 // A table contains at most MAX_ENTRIES entries, so every id fits in i32.
                 id.push(FIRST_REAL_ID + index as i32);
@@ -232,8 +230,7 @@ impl Vocabulary {
         let (documents, _) = table_from_slots("document", document_slots)?;
         let (pairs, pair_ends) = table_from_slots("pair", pair_slots)?;
         let ends_in_range = |id: i32, table: &IdTable| {
-            id == OUT_OF_VOCABULARY_ID
-                || (id >= FIRST_REAL_ID && ((id - FIRST_REAL_ID) as usize) < table.entries.len())
+            id >= FIRST_REAL_ID && ((id - FIRST_REAL_ID) as usize) < table.len()
         };
         for (index, ends) in pair_ends.iter().enumerate() {
             if !ends_in_range(ends.query_id, &queries) || !ends_in_range(ends.doc_id, &documents) {
@@ -272,8 +269,8 @@ fn table_from_slots(name: &'static str, slots: Vec<Slot>) -> Result<(IdTable, Ve
         entries.push(entry);
         ends.extend(pair_ends);
     }
-    let table = IdTable::from_entries(name, entries);
-    if table.ids.len() < table.entries.len() {
+    let table = IdTable::from_entries(name, &entries);
+    if table.has_repeated_fingerprints() {
         return Err(invalid(format!(
             "two {name} ids share a fingerprint; each key must have one id"
         )));
