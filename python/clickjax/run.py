@@ -7,7 +7,8 @@ the validation and test logs with it, trains the model, evaluates it on the test
   parameters, the reader counters of every log and the configuration of the run;
 - `parameters.json`: the readable parameters alone (examination by rank, continuation, ...);
 - `model/`: the trained parameters and the training log's query-document pairs (see
-  `clickjax.serialization`).
+  `clickjax.serialization`), and `pair-statistics.parquet` with each pair's impressions, clicks,
+  estimates and standard errors (see `clickjax.uncertainty`) for models with per-pair tables.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from clickjax.models import MODELS
 from clickjax.report import LoadReport
 from clickjax.serialization import save_model, training_pairs
 from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
+from clickjax.uncertainty import pair_table_roles, write_pair_statistics
 
 __all__ = ["TrainingConfig", "train_and_evaluate"]
 
@@ -150,6 +152,9 @@ def train_and_evaluate(
         },
         pairs=training_pairs(train),
     )
+    # Per-pair counts, estimates and standard errors; GCTR and RCTR have no pair tables.
+    if pair_table_roles(model):
+        write_pair_statistics(model, train.batches(config.batch_size), output / "model" / "pair-statistics.parquet")
     return summary
 
 
