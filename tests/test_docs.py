@@ -22,6 +22,14 @@ API_OBJECTS = {
     "api/training": ["clickjax.training.Trainer", "clickjax.training.Trainer.fit"],
     "api/metrics": ["clickjax.metrics.Metrics", "clickjax.metrics.evaluate"],
     "api/serialization": ["clickjax.serialization.save_model", "clickjax.serialization.load_model"],
+    "api/parameters": [
+        "clickjax.compressed.HashedLogits",
+        "clickjax.compressed.QuotientRemainderLogits",
+        "clickjax.compressed.RobeLogits",
+        "clickjax.neural.DCNLogits",
+        "clickjax.priors.BetaPrior",
+    ],
+    "api/uncertainty": ["clickjax.uncertainty.pair_statistics", "clickjax.uncertainty.rank_by_lower_bound"],
 }
 
 if importlib.util.find_spec("mkdocs") is None:

@@ -264,7 +264,7 @@ def test_beta_prior_map_worked_example():
     log = _two_pair_log()
     prior = BetaPrior(2.0, 8.0)
     model = DCTR(positions=1, query_doc_pairs=4, click_through_rate=EmbeddingLogits(4, prior=prior))
-    fit(model, log, epochs=3000, batch_size=3, learning_rate=0.05)
+    fit(model, log, epochs=800, batch_size=3, learning_rate=0.1)
     probability = np.asarray(jax.nn.sigmoid(model.click_through_rate.logits[...]))
 
     # MAP = (clicks + a - 1) / (impressions + a + b - 2): the prior adds one click and seven skips.
@@ -278,7 +278,7 @@ def test_l2_prior_map_stationary_point():
     log = _two_pair_log()
     strength = 1.0
     model = DCTR(positions=1, query_doc_pairs=4, click_through_rate=EmbeddingLogits(4, prior=L2Prior(strength)))
-    fit(model, log, epochs=3000, batch_size=3, learning_rate=0.05)
+    fit(model, log, epochs=800, batch_size=3, learning_rate=0.1)
     logits = np.asarray(model.click_through_rate.logits[...], np.float64)
 
     # The MAP logit z of a pair solves clicks - n sigmoid(z) - strength z = 0; solve by bisection.

@@ -50,7 +50,7 @@ _MIX_1 = 0x85EBCA6B
 _MIX_2 = 0xC2B2AE35
 
 
-def hash_ids(ids, seed: int) -> jax.Array:
+def hash_ids(ids: jax.Array | np.ndarray, seed: int) -> jax.Array:
     """Hash non-negative int32 ids to uint32 with the murmur3 finaliser, seeded.
 
     The hash is `fmix32((id + seed * 0x9E3779B9) mod 2**32)`, where fmix32 is

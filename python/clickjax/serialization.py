@@ -156,7 +156,7 @@ def _build_modules(configs: dict[str, dict], source: Path) -> dict[str, nnx.Modu
         arguments = dict(description.get("config", {}))
         if "prior" in arguments:
             arguments["prior"] = prior_from_config(arguments["prior"])
-        if "rngs" in inspect.signature(cls).parameters:
+        if "rngs" in inspect.signature(cls.__init__).parameters:
             arguments["rngs"] = nnx.Rngs(0)
         modules[role] = cls(**arguments)
     for role, description in configs.items():

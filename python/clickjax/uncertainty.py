@@ -1,8 +1,8 @@
 """Counts, estimates and standard errors for every query-document pair of a trained click model.
 
-`pair_statistics(model, batches)` walks a click log once and returns, for each row of the model's
-pair tables (the `EmbeddingLogits` roles over `query_doc_id`, such as attraction and
-satisfaction), the weighted impressions and clicks, each role's probability and its standard
+`pair_statistics(model, batches)` walks a click log once. It covers each row of the model's pair
+tables, the `EmbeddingLogits` roles over `query_doc_id` such as attraction and satisfaction. For
+each row it returns the weighted impressions and clicks, each role's probability and its standard
 error, and the model's relevance estimate with its standard error.
 
 How the standard errors are computed:
@@ -157,10 +157,11 @@ def pair_statistics(model: nnx.Module, batches: Iterable[dict]) -> dict[str, np.
         model reads, such as `ClickLog.batches(1024)`. Use the log the model was trained on.
 
     Returns:
-      Arrays of shape `[rows]`, one entry per table row (row i is `query_doc_id == i`, so row 0
-      is padding and row 1 out of vocabulary): `query_doc_id` (int32), `impressions` and `clicks`
-      (weighted sums over real results), `relevance` and `relevance_se`, and for each table role
-      `{role}` (the probability) and `{role}_se`. Standard errors are NaN for rows never seen.
+      Arrays of shape `[rows]`, one entry per table row. Row i is `query_doc_id == i`, so row 0
+      is padding and row 1 out of vocabulary. The arrays are `query_doc_id` (int32),
+      `impressions` and `clicks` (weighted sums over real results), `relevance` and
+      `relevance_se`, and for each table role `{role}` (the probability) and `{role}_se`.
+      Standard errors are NaN for rows never seen.
 
     Raises:
       ValueError: if the model has no pair tables, its tables differ in size, or a batch has an
@@ -260,7 +261,7 @@ def rank_by_lower_bound(
       `[rows]` int64 row indices; `statistics["query_doc_id"][order]` are the ranked pairs.
     """
     bound = lower_confidence_bound(statistics, column, confidence)
-    return np.argsort(np.where(np.isnan(bound), -np.inf, -bound), kind="stable")
+    return np.argsort(np.where(np.isnan(bound), np.inf, -bound), kind="stable")
 
 
 def write_pair_statistics(model: nnx.Module, batches: Iterable[dict], path: Path) -> None:
