@@ -12,7 +12,7 @@ from flax import nnx
 from clickjax.cli import main
 from clickjax.data import ClickLog
 from clickjax.models import DBN, DCTR, GCTR, MODELS, PBM
-from clickjax.parameters import BetaPrior, EmbeddingLogits
+from clickjax.parameters import BetaPrior, EmbeddingLogits, LinearLogits
 from clickjax.uncertainty import lower_confidence_bound, pair_statistics, pair_table_roles, rank_by_lower_bound
 from map_training import fit
 from test_cli import WSCD_TEST, WSCD_TRAIN
@@ -254,3 +254,22 @@ def test_train_writes_pair_statistics(tmp_path, model):
     # Six clicks in the file, but a repeated click on URL 21 counts once.
     assert sum(table["clicks"]) == 5
     assert math.isnan(table["attraction_se"][0])
+
+
+def test_relevance_needs_pair_tables():
+    # Satisfaction is a table, but attraction is a tower over features, so relevance needs features.
+    log = _single_slot_log([2, 3], [1, 0], [1, 1])
+    model = DBN(positions=1, query_doc_pairs=4, attraction=LinearLogits(2, rngs=nnx.Rngs(0)))
+    log.columns["features"] = np.zeros((2, 1, 2), np.float32)
+    with pytest.raises(ValueError, match="relevance of DynamicBayesianNetwork from the pair tables alone failed .*missing the column features"):
+        pair_statistics(model, log.batches(2))
+
+
+def test_batches_without_weight():
+    log = _single_slot_log([2, 2, 3], [1, 0, 1], [1, 1, 1])
+    model = DCTR(positions=1, query_doc_pairs=4)
+    with_weight = pair_statistics(model, log.batches(3))
+    batches = [{name: column for name, column in batch.items() if name != "weight"} for batch in log.batches(3)]
+    without_weight = pair_statistics(model, batches)
+    for name, values in with_weight.items():
+        np.testing.assert_array_equal(without_weight[name], values, err_msg=name)

@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from statistics import NormalDist
@@ -58,6 +59,8 @@ __all__ = [
     "rank_by_lower_bound",
     "write_pair_statistics",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def pair_table_roles(model: nnx.Module) -> list[str]:
@@ -92,7 +95,9 @@ def _information_function(graphdef, roles: tuple[str, ...]):
 
     def weighted_log_likelihood(state, batch, offsets):
         model = _shifted_model(graphdef, state, offsets)
-        weight = jnp.asarray(batch["weight"], jnp.float32)[:, None] * jnp.asarray(batch["mask"], jnp.float32)
+        weight = jnp.asarray(batch["mask"], jnp.float32)
+        if "weight" in batch:
+            weight = weight * jnp.asarray(batch["weight"], jnp.float32)[:, None]
         return jnp.sum(weight * model.log_likelihood(batch))
 
     @jax.jit
@@ -138,7 +143,14 @@ def _relevance_gradients(model: nnx.Module, roles: tuple[str, ...], rows: int) -
         return _shifted_model(graphdef, state, offsets).relevance(batch)[:, 0]
 
     zeros = {role: jnp.zeros(ids.shape, jnp.float32) for role in roles}
-    value = np.asarray(relevance(zeros), np.float64)
+    try:
+        value = np.asarray(relevance(zeros), np.float64)
+    except (KeyError, ValueError) as error:
+        # The batch contains only pair ids, so a role that reads another column fails here.
+        raise ValueError(
+            f"computing the relevance of {type(model).__name__} from the pair tables alone failed ({error}); "
+            "pair statistics need an EmbeddingLogits table over query_doc_id for every relevance role"
+        ) from error
     derivatives = {}
     for role in roles:
         ones = {**{name: jnp.zeros(ids.shape, jnp.float32) for name in roles}, role: jnp.ones(ids.shape, jnp.float32)}
@@ -153,8 +165,9 @@ def pair_statistics(model: nnx.Module, batches: Iterable[dict]) -> dict[str, np.
     Args:
       model: a click model whose per-pair roles are `EmbeddingLogits` tables over `query_doc_id`
         (the default modules of every model but GCTR and RCTR).
-      batches: batch dicts with `query_doc_id`, `click`, `mask`, `weight` and the columns the
-        model reads, such as `ClickLog.batches(1024)`. Use the log the model was trained on.
+      batches: batch dicts with `query_doc_id`, `click`, `mask`, optionally `weight` (1 when
+        missing), and the columns the model reads, such as `ClickLog.batches(1024)`. Use the log
+        the model was trained on.
 
     Returns:
       Arrays of shape `[rows]`, one entry per table row. Row i is `query_doc_id == i`, so row 0
@@ -164,8 +177,8 @@ def pair_statistics(model: nnx.Module, batches: Iterable[dict]) -> dict[str, np.
       Standard errors are NaN for rows never seen.
 
     Raises:
-      ValueError: if the model has no pair tables, its tables differ in size, or a batch has an
-        id outside the tables.
+      ValueError: if the model has no pair tables, its tables differ in size, its relevance
+        reads a role that is not a pair table, or a batch has an id outside the tables.
     """
     roles = tuple(pair_table_roles(model))
     if not roles:
@@ -191,7 +204,8 @@ def pair_statistics(model: nnx.Module, batches: Iterable[dict]) -> dict[str, np.
                 f"query_doc_id contains values from {ids[real].min()} to {ids[real].max()}, but the model's "
                 f"pair tables have {rows} rows; use the log and vocabulary the model was trained with"
             )
-        weight = np.broadcast_to(np.asarray(batch["weight"], np.float64)[:, None], ids.shape)[real]
+        weight = np.asarray(batch.get("weight", np.ones(len(ids))), np.float64)
+        weight = np.broadcast_to(weight[:, None], ids.shape)[real]
         pair = ids[real]
         impressions += np.bincount(pair, weights=weight, minlength=rows)
         clicks += np.bincount(pair, weights=weight * np.asarray(batch["click"])[real], minlength=rows)
@@ -271,3 +285,4 @@ def write_pair_statistics(model: nnx.Module, batches: Iterable[dict], path: Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
+    logger.info("wrote the statistics of %d pairs to %s", table.num_rows, path)
