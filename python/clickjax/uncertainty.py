@@ -10,10 +10,10 @@ How the standard errors are computed:
 - The information about a row's logit z is the observed Fisher information, the negative second
   derivative of the log-likelihood, `-d2 LL / dz2`, summed over every impression of the pair
   (weighted by `weight`). It is exact for the model's likelihood, so cascade models, where a
-  slot's logit also changes the probabilities of the slots below it, get the right value. The
-  observed information is preferred to the empirical Fisher information (the sum of squared
-  per-session scores) because it needs no large-sample argument to match the curvature at the
-  estimate, and because the empirical form is noisy for pairs with a handful of impressions.
+  slot's logit also changes the probabilities of the slots below it, get the right value. It is
+  preferred to the empirical Fisher information (the sum of squared per-session scores). The
+  observed information is the curvature at the estimate itself, while the empirical form matches
+  it only in expectation over many sessions and is noisy for pairs with few impressions.
 - A table with a prior adds the prior's curvature at the estimate (a Laplace approximation of
   the posterior), so MAP estimates get posterior standard errors.
 - Only the diagonal is used: each row's variance is `1 / information`, ignoring the covariance
@@ -25,9 +25,9 @@ How the standard errors are computed:
 Rows never seen in the log (impressions 0) and rows whose information is not positive get NaN
 standard errors.
 
-NOTE: the diagonal ignores a pair shown twice in one session (cross terms of the two slots) and
-the covariance between a pair's attraction and satisfaction in DBN; both make the errors slightly
-too small or too large, not wrong in order of magnitude.
+NOTE: the diagonal ignores the cross term of a pair shown twice in one session and the covariance
+between a pair's attraction and satisfaction in DBN. The errors of such pairs are approximate,
+and the calibration test covers PBM only.
 
 Example:
 
