@@ -357,3 +357,33 @@ def test_compressed_tables_match_full_table_at_compression_100():
         log_likelihood, parameters = results[name]
         assert log_likelihood >= full_log_likelihood - 0.01, name
         assert parameters <= 0.02 * full_parameters, name
+
+
+def test_compressed_tables_learn_each_pair_without_collisions():
+    # With 100 times more entries than pairs, few pairs share one, so a compressed table can
+    # learn each pair's attraction about as well as a full table.
+    pairs = 50
+    theta = np.array([0.95, 0.85, 0.75, 0.65, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3])
+    rng = np.random.default_rng(7)
+    alpha = np.concatenate([[0.0, 0.5], rng.uniform(0.05, 0.95, size=pairs)])
+    train = _pbm_log(alpha, theta, repeats=200, rng=rng)
+    test = _pbm_log(alpha, theta, repeats=100, rng=rng)
+
+    attractions = {
+        "full table": EmbeddingLogits(pairs + 2),
+        # A model that knows only the mean attraction scores far lower on this spread of alphas.
+        "mean only": HashedLogits(buckets=1, signed=False),
+        "hashed": HashedLogits(buckets=5000),
+        "quotient-remainder": QuotientRemainderLogits(buckets=5000),
+        "robe": RobeLogits(buckets=5000, block_size=4),
+    }
+    results = {}
+    for name, attraction in attractions.items():
+        model = PBM(positions=10, query_doc_pairs=pairs + 2, attraction=attraction)
+        fit(model, train, epochs=40, batch_size=1000, learning_rate=0.05)
+        results[name] = held_out_log_likelihood(model, test)
+    print(", ".join(f"{name} {value:.4f}" for name, value in results.items()))
+
+    for name in ("hashed", "quotient-remainder", "robe"):
+        assert results[name] >= results["full table"] - 0.005, name
+        assert results[name] > results["mean only"] + 0.02, name
