@@ -321,17 +321,29 @@ def _pbm_log(alpha: np.ndarray, theta: np.ndarray, repeats: int, rng) -> ClickLo
     return ClickLog(columns=columns, positions=positions)
 
 
+THETA = np.array([0.95, 0.85, 0.75, 0.65, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3])
+
+
+def _held_out_by_attraction(attractions: dict, train: ClickLog, test: ClickLog, **training) -> dict[str, float]:
+    """Train a PBM with each attraction module and return its held-out log-likelihood by name."""
+    results = {}
+    for name, attraction in attractions.items():
+        model = PBM(positions=10, query_doc_pairs=2, attraction=attraction)
+        fit(model, train, **training)
+        results[name] = held_out_log_likelihood(model, test)
+    return results
+
+
 def _parameter_count(module) -> int:
     return sum(int(np.size(variable.get_value())) for _, variable in nnx.to_flat_state(nnx.state(module, nnx.Param)))
 
 
 def test_compressed_tables_match_full_table_at_compression_100():
     pairs = 1_000_000
-    theta = np.array([0.95, 0.85, 0.75, 0.65, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3])
     rng = np.random.default_rng(42)
     alpha = np.concatenate([[0.0, 0.5], rng.beta(2.0, 5.0, size=pairs)])
-    train = _pbm_log(alpha, theta, repeats=2, rng=rng)
-    test = _pbm_log(alpha, theta, repeats=1, rng=rng)
+    train = _pbm_log(alpha, THETA, repeats=2, rng=rng)
+    test = _pbm_log(alpha, THETA, repeats=1, rng=rng)
 
     # With two training impressions per pair the plain full table overfits. The same table with
     # an L2 prior is the stronger reference, and the compressed tables must come close to both.
@@ -341,47 +353,37 @@ def test_compressed_tables_match_full_table_at_compression_100():
         "hashed": HashedLogits(pairs, compression=100),
         "quotient-remainder": QuotientRemainderLogits(pairs, compression=100),
     }
-    results = {}
-    for name, attraction in attractions.items():
-        model = PBM(positions=10, query_doc_pairs=pairs + 2, attraction=attraction)
-        fit(model, train, epochs=6, batch_size=16384, learning_rate=0.1)
-        results[name] = (held_out_log_likelihood(model, test), _parameter_count(attraction))
+    results = _held_out_by_attraction(attractions, train, test, epochs=6, batch_size=16384, learning_rate=0.1)
+    parameters = {name: _parameter_count(attraction) for name, attraction in attractions.items()}
 
-    full_parameters = results["full table"][1]
-    full_log_likelihood = max(results["full table"][0], results["full table, L2 prior"][0])
-    for name, (log_likelihood, parameters) in results.items():
-        memory = parameters / full_parameters
+    full_log_likelihood = max(results["full table"], results["full table, L2 prior"])
+    for name, log_likelihood in results.items():
         # Parameters and Adam's two moments scale alike, so the parameter ratio is the memory ratio.
-        print(f"{name}: test log-likelihood {log_likelihood:.4f}, {parameters} parameters ({memory:.2%} of the full table)")
+        memory = parameters[name] / parameters["full table"]
+        print(f"{name}: test log-likelihood {log_likelihood:.4f}, {parameters[name]} parameters ({memory:.2%} of the full table)")
     for name in ("hashed", "quotient-remainder"):
-        log_likelihood, parameters = results[name]
-        assert log_likelihood >= full_log_likelihood - 0.01, name
-        assert parameters <= 0.02 * full_parameters, name
+        assert results[name] >= full_log_likelihood - 0.01, name
+        assert parameters[name] <= 0.02 * parameters["full table"], name
 
 
 def test_compressed_tables_learn_each_pair_without_collisions():
     # With 100 times more entries than pairs, few pairs share one, so a compressed table can
     # learn each pair's attraction about as well as a full table.
     pairs = 50
-    theta = np.array([0.95, 0.85, 0.75, 0.65, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3])
     rng = np.random.default_rng(7)
     alpha = np.concatenate([[0.0, 0.5], rng.uniform(0.05, 0.95, size=pairs)])
-    train = _pbm_log(alpha, theta, repeats=200, rng=rng)
-    test = _pbm_log(alpha, theta, repeats=100, rng=rng)
+    train = _pbm_log(alpha, THETA, repeats=200, rng=rng)
+    test = _pbm_log(alpha, THETA, repeats=100, rng=rng)
 
     attractions = {
         "full table": EmbeddingLogits(pairs + 2),
-        # A model that knows only the mean attraction scores far lower on this spread of alphas.
+        # One shared entry gives every pair the mean attraction, which scores far lower here.
         "mean only": HashedLogits(buckets=1, signed=False),
         "hashed": HashedLogits(buckets=5000),
         "quotient-remainder": QuotientRemainderLogits(buckets=5000),
         "robe": RobeLogits(buckets=5000, block_size=4),
     }
-    results = {}
-    for name, attraction in attractions.items():
-        model = PBM(positions=10, query_doc_pairs=pairs + 2, attraction=attraction)
-        fit(model, train, epochs=40, batch_size=1000, learning_rate=0.05)
-        results[name] = held_out_log_likelihood(model, test)
+    results = _held_out_by_attraction(attractions, train, test, epochs=40, batch_size=1000, learning_rate=0.05)
     print(", ".join(f"{name} {value:.4f}" for name, value in results.items()))
 
     for name in ("hashed", "quotient-remainder", "robe"):
