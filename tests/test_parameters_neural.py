@@ -1,5 +1,7 @@
 """Neural towers over features: shapes, padding, errors, any module in any role, sharing, saving, generalisation."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -256,3 +258,28 @@ def test_modules_save_and_load(tmp_path, attraction):
     batch = feature_batch()
     batch["query_doc_hash"] = np.arange(15, dtype=np.int32).reshape(3, 5) * 7919
     np.testing.assert_array_equal(np.asarray(loaded.log_likelihood(batch)), np.asarray(model.log_likelihood(batch)))
+
+
+def test_load_rejects_unknown_module(tmp_path):
+    model = PBM(positions=3, query_doc_pairs=4, attraction=HashedLogits(buckets=8))
+    save_model(model, tmp_path, config={"model": "pbm", "positions": 3, "query_doc_pairs": 4})
+    metadata = json.loads((tmp_path / "clickjax-model.json").read_text())
+    metadata["modules"]["attraction"]["type"] = "FutureLogits"
+    (tmp_path / "clickjax-model.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="names the unknown parameter module 'FutureLogits' for attraction"):
+        load_model(tmp_path)
+
+
+def test_load_version_1_folder_with_default_modules(tmp_path):
+    model = PBM(positions=3, query_doc_pairs=4)
+    model.attraction.logits.set_value(jnp.array([0.0, 0.1, 0.2, 0.3]))
+    save_model(model, tmp_path, config={"model": "pbm", "positions": 3, "query_doc_pairs": 4})
+    # A version 1 folder has the same files without the modules entry.
+    metadata = json.loads((tmp_path / "clickjax-model.json").read_text())
+    del metadata["modules"]
+    metadata["format_version"] = 1
+    (tmp_path / "clickjax-model.json").write_text(json.dumps(metadata))
+
+    loaded = load_model(tmp_path)
+    assert isinstance(loaded.attraction, EmbeddingLogits)
+    np.testing.assert_array_equal(np.asarray(loaded.attraction.logits[...]), np.array([0.0, 0.1, 0.2, 0.3], np.float32))
