@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clickjax.data import ClickLog
 from clickjax.models import DCTR, PBM
@@ -19,6 +21,7 @@ from clickjax.parameters import (
     RankLogits,
     RobeLogits,
 )
+from clickjax.compressed import hash_ids
 from map_training import fit, held_out_log_likelihood
 
 MASK_32 = np.uint64(0xFFFFFFFF)
@@ -66,6 +69,21 @@ def test_hashed_buckets_match_reference(edge_ids, buckets, seed):
     module.table.set_value(jnp.arange(buckets, dtype=jnp.float32))
     expected = reference_hash(edge_ids, seed) % np.uint64(buckets)
     np.testing.assert_array_equal(np.asarray(module(id_batch(edge_ids)))[0], expected.astype(np.float32))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    ids=st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=20),
+    seed=st.integers(0, 1000),
+    buckets=st.integers(1, 2**24),
+)
+def test_hash_ids_any_id_matches_reference(ids, seed, buckets):
+    ids = np.array(ids, np.int64)
+    hashed = hash_ids(ids.astype(np.int32), seed)
+    np.testing.assert_array_equal(np.asarray(hashed).astype(np.uint64), reference_hash(ids, seed))
+    # The bucket is taken in uint32 by JAX, as the tables do.
+    bucket = np.asarray(hashed % jnp.uint32(buckets)).astype(np.uint64)
+    np.testing.assert_array_equal(bucket, reference_hash(ids, seed) % np.uint64(buckets))
 
 
 def test_hashed_signs_match_reference(edge_ids):
