@@ -25,6 +25,14 @@ API_OBJECTS = {
     "api/serialization": ["clickjax.serialization.save_model", "clickjax.serialization.load_model"],
     "api/ingest": ["clickjax.ingest.ingest", "clickjax.ingest.aggregate_sessions"],
     "api/shards": ["clickjax.shards.read_shards", "clickjax.shards.shuffled_batches"],
+    "api/parameters": [
+        "clickjax.compressed.HashedLogits",
+        "clickjax.compressed.QuotientRemainderLogits",
+        "clickjax.compressed.RobeLogits",
+        "clickjax.neural.DCNLogits",
+        "clickjax.priors.BetaPrior",
+    ],
+    "api/uncertainty": ["clickjax.uncertainty.pair_statistics", "clickjax.uncertainty.rank_by_lower_bound"],
 }
 
 if importlib.util.find_spec("mkdocs") is None:

@@ -1,4 +1,4 @@
-"""Parameter modules that give a click model its logits: one global, one per rank, or one per id.
+"""Parameter modules that give a click model its logits: global, per rank, per id, compressed or neural.
 
 A click model gets the logits of each of its roles (examination, attraction, satisfaction,
 continuation) through one interface: `module(batch) -> logits` of shape `[batch, positions]`, where
@@ -8,6 +8,10 @@ role, so a lookup table can be swapped for a hashed table or a neural network ov
 without touching the model.
 
 Every module here initialises its logits to 0 (probability 0.5) unless given another `init`.
+This module also re-exports the compressed tables over `query_doc_hash` (`clickjax.compressed`),
+the neural towers over `features` (`clickjax.neural`) and the priors (`clickjax.priors`).
+`PARAMETER_MODULES` maps the class names of all built-in modules to their classes, which
+`load_model` uses to rebuild a saved model's modules.
 
 Example:
 
@@ -24,7 +28,24 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["EmbeddingLogits", "GlobalLogit", "RankLogits"]
+from clickjax.compressed import HashedLogits, QuotientRemainderLogits, RobeLogits
+from clickjax.neural import DCNLogits, LinearLogits, MLPLogits
+from clickjax.priors import BetaPrior, L2Prior, check_prior
+
+__all__ = [
+    "PARAMETER_MODULES",
+    "BetaPrior",
+    "DCNLogits",
+    "EmbeddingLogits",
+    "GlobalLogit",
+    "HashedLogits",
+    "L2Prior",
+    "LinearLogits",
+    "MLPLogits",
+    "QuotientRemainderLogits",
+    "RankLogits",
+    "RobeLogits",
+]
 
 
 def _lookup(table: jax.Array, index, column: str) -> jax.Array:
@@ -45,7 +66,8 @@ def _lookup(table: jax.Array, index, column: str) -> jax.Array:
 
     index = jnp.asarray(index)
     index = jnp.where(index < 0, rows, index)
-    return table.at[index].get(mode="fill", fill_value=jnp.nan)
+    # A model whose parameters were gathered to the host holds numpy tables.
+    return jnp.asarray(table).at[index].get(mode="fill", fill_value=jnp.nan)
 
 
 class GlobalLogit(nnx.Module):
@@ -69,6 +91,10 @@ class GlobalLogit(nnx.Module):
           `[batch, positions]` logits, all equal.
         """
         return jnp.broadcast_to(self.logit[...], jnp.shape(batch["mask"]))
+
+    def config(self) -> dict:
+        """Return the constructor arguments as a JSON-ready dict, for `save_model`."""
+        return {"param_dtype": self.logit[...].dtype.name}
 
 
 class RankLogits(nnx.Module):
@@ -105,6 +131,10 @@ class RankLogits(nnx.Module):
         """
         return _lookup(self.logits[...], batch["position"], "position")
 
+    def config(self) -> dict:
+        """Return the constructor arguments as a JSON-ready dict, for `save_model`."""
+        return {"positions": self.positions, "param_dtype": self.logits[...].dtype.name}
+
 
 class EmbeddingLogits(nnx.Module):
     """One logit per dense id, such as attraction per query-document pair.
@@ -117,6 +147,8 @@ class EmbeddingLogits(nnx.Module):
       rows: the number of rows of the table.
       column: the batch column that contains the ids, `[batch, positions]` int32.
       init: the initial logit of every row.
+      prior: an `L2Prior` or `BetaPrior` on every row but the padding row 0, which gives the
+        module a `penalty()` for MAP training; None for maximum likelihood.
       param_dtype: dtype of the table.
     """
 
@@ -126,12 +158,15 @@ class EmbeddingLogits(nnx.Module):
         *,
         column: str = "query_doc_id",
         init: float = 0.0,
+        prior: L2Prior | BetaPrior | None = None,
         param_dtype: jnp.dtype = jnp.float32,
     ):
         if rows < 1:
             raise ValueError(f"rows must be at least 1, got {rows}")
+        check_prior(prior)
         self.rows = rows
         self.column = column
+        self.prior = prior
         self.logits = nnx.Param(jnp.full((rows,), init, dtype=param_dtype))
 
     def __call__(self, batch: dict) -> jax.Array:
@@ -148,3 +183,35 @@ class EmbeddingLogits(nnx.Module):
           ValueError: if the id column is a numpy array with an id outside `0..rows - 1`.
         """
         return _lookup(self.logits[...], batch[self.column], self.column)
+
+    def penalty(self) -> jax.Array:
+        """Compute the prior's negative log density of rows 1.., summed, or 0 without a prior."""
+        logits = self.logits[...]
+        if self.prior is None:
+            return jnp.zeros((), logits.dtype)
+        return jnp.sum(self.prior.negative_log_density(logits[1:]))
+
+    def config(self) -> dict:
+        """Return the constructor arguments as a JSON-ready dict, for `save_model`."""
+        return {
+            "rows": self.rows,
+            "column": self.column,
+            "prior": None if self.prior is None else self.prior.config(),
+            "param_dtype": self.logits[...].dtype.name,
+        }
+
+
+PARAMETER_MODULES: dict[str, type[nnx.Module]] = {
+    module.__name__: module
+    for module in (
+        GlobalLogit,
+        RankLogits,
+        EmbeddingLogits,
+        HashedLogits,
+        QuotientRemainderLogits,
+        RobeLogits,
+        LinearLogits,
+        MLPLogits,
+        DCNLogits,
+    )
+}

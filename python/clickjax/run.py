@@ -7,7 +7,8 @@ the validation and test logs with it, trains the model, evaluates it on the test
   parameters, the reader counters of every log and the configuration of the run;
 - `parameters.json`: the readable parameters alone (examination by rank, continuation, ...);
 - `model/`: the trained parameters and the training log's query-document pairs (see
-  `clickjax.serialization`).
+  `clickjax.serialization`), and `pair-statistics.parquet` with each pair's impressions, clicks,
+  estimates and standard errors (see `clickjax.uncertainty`) for models with per-pair tables.
 
 With `data_parallel` the batches are split over every device (`clickjax.distributed`). When the
 program runs as several processes, each reads its share of the files, the counts in the results
@@ -37,6 +38,7 @@ from clickjax.report import LoadReport
 from clickjax.serialization import save_model, training_pairs
 from clickjax.shards import ShardReader
 from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
+from clickjax.uncertainty import pair_table_roles, write_pair_statistics
 
 __all__ = ["TrainingConfig", "train_and_evaluate"]
 
@@ -184,6 +186,12 @@ def train_and_evaluate(
         },
         pairs=pairs,
     )
+    # Per-pair counts, estimates and standard errors; GCTR and RCTR have no pair tables. Process 0
+    # holds only its own share of the training log, so a run of several processes writes none.
+    if pair_table_roles(model) and jax.process_count() == 1:
+        write_pair_statistics(model, train.batches(config.batch_size), output / "model" / "pair-statistics.parquet")
+    elif pair_table_roles(model):
+        logger.warning("pair-statistics.parquet is not written by a run of several processes")
     return summary
 
 

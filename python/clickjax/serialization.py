@@ -2,19 +2,26 @@
 
 A saved model is a folder with two files, and a third one when the training log is known:
 
-- `clickjax-model.json`: the format version, the clickjax version that wrote it, the model name and
-  its constructor arguments;
+- `clickjax-model.json`: the format version, the clickjax version that wrote it, the model name,
+  its constructor arguments, and the class and arguments of each parameter module (`modules`);
 - `parameters.npz`: every `nnx.Param` of the model, keyed by its path joined with `/`;
 - `training-pairs.npz`: the query-document pairs of the training log with their query, document
   and impression count (`training_pairs`), which `clickjax simulate --model-dir` needs to know
   which documents a query can show.
 
 `load_model` rebuilds the model from the JSON file and fills in the parameters. A folder written by a
-newer format version is rejected with a message naming both versions.
+newer format version is rejected with a message naming both versions. Version 1 folders, written
+before `modules` existed, load with the model's default modules.
+
+Only the built-in parameter modules (`clickjax.parameters.PARAMETER_MODULES`) can be saved. A model
+with a module of another class fails in `save_model` with a message that names the role and the
+class. A module shared by two roles of one model is saved once and shared again on loading. A
+module shared by two models is saved with each, so the two loaded models no longer share it.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -25,10 +32,12 @@ from flax import nnx
 from clickjax import __version__
 from clickjax.data import ClickLog
 from clickjax.models import MODELS
+from clickjax.parameters import PARAMETER_MODULES
+from clickjax.priors import prior_from_config
 
 __all__ = ["FORMAT_VERSION", "load_model", "load_training_pairs", "save_model", "training_pairs"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _METADATA = "clickjax-model.json"
 _PARAMETERS = "parameters.npz"
 _TRAINING_PAIRS = "training-pairs.npz"
@@ -44,7 +53,12 @@ def save_model(model: nnx.Module, folder: Path, config: dict, pairs: dict[str, n
       config: the constructor arguments: `model` (the registry name), `positions` and
         `query_doc_pairs`.
       pairs: the training pairs from `training_pairs`, written to `training-pairs.npz`.
+
+    Raises:
+      ValueError: a parameter module of the model is not a built-in module, so it could not be
+        rebuilt on loading.
     """
+    modules = _module_configs(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
@@ -58,6 +72,7 @@ def save_model(model: nnx.Module, folder: Path, config: dict, pairs: dict[str, n
         "model": config["model"],
         "positions": int(config["positions"]),
         "query_doc_pairs": int(config["query_doc_pairs"]),
+        "modules": modules,
     }
     (folder / _METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
 
@@ -85,6 +100,7 @@ def load_model(folder: Path) -> nnx.Module:
         positions=metadata["positions"],
         query_doc_pairs=metadata["query_doc_pairs"],
         rngs=nnx.Rngs(0),
+        **_build_modules(metadata.get("modules", {}), metadata_path),
     )
     state = nnx.state(model, nnx.Param)
     with np.load(folder / _PARAMETERS) as saved:
@@ -100,6 +116,53 @@ def load_model(folder: Path) -> nnx.Module:
             variable.set_value(jnp.asarray(value))
     nnx.update(model, state)
     return model
+
+
+def _module_configs(model: nnx.Module) -> dict[str, dict]:
+    """Describe each parameter module that is an attribute of the model, keyed by the attribute's name."""
+    configs: dict[str, dict] = {}
+    seen: dict[int, str] = {}
+    for role, module in vars(model).items():
+        if not isinstance(module, nnx.Module):
+            continue
+        if id(module) in seen:
+            configs[role] = {"same_as": seen[id(module)]}
+            continue
+        kind = type(module).__name__
+        if PARAMETER_MODULES.get(kind) is not type(module):
+            raise ValueError(
+                f"cannot save the {role} module of {type(model).__name__}: {type(module).__module__}.{kind} "
+                f"is not a built-in parameter module ({', '.join(PARAMETER_MODULES)}), so load_model "
+                "could not rebuild it. Save its parameters yourself with nnx.state"
+            )
+        seen[id(module)] = role
+        configs[role] = {"type": kind, "config": module.config()}
+    return configs
+
+
+def _build_modules(configs: dict[str, dict], source: Path) -> dict[str, nnx.Module]:
+    """Rebuild the modules `_module_configs` described, as keyword arguments of the model's constructor."""
+    modules: dict[str, nnx.Module] = {}
+    for role, description in configs.items():
+        if "same_as" in description:
+            continue
+        kind = description.get("type")
+        if kind not in PARAMETER_MODULES:
+            raise ValueError(
+                f"{source} names the unknown parameter module {kind!r} for {role}; it was written by a "
+                "clickjax version with other modules"
+            )
+        cls = PARAMETER_MODULES[kind]
+        arguments = dict(description.get("config", {}))
+        if "prior" in arguments:
+            arguments["prior"] = prior_from_config(arguments["prior"])
+        if "rngs" in inspect.signature(cls.__init__).parameters:
+            arguments["rngs"] = nnx.Rngs(0)
+        modules[role] = cls(**arguments)
+    for role, description in configs.items():
+        if "same_as" in description:
+            modules[role] = modules[description["same_as"]]
+    return modules
 
 
 def training_pairs(log: ClickLog) -> dict[str, np.ndarray]:

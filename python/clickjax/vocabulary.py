@@ -65,7 +65,7 @@ def build_vocabulary(
     *,
     order: str = "frequency",
     min_count: int = 1,
-    **options,
+    **options: object,
 ) -> Vocabulary:
     """Build a frozen vocabulary from a counting pass over a click log.
 
