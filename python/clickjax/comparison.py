@@ -140,6 +140,7 @@ def bootstrap_click_metrics(
     second: nnx.Module,
     batches: Iterable[Mapping[str, np.ndarray]],
     *,
+    second_batches: Iterable[Mapping[str, np.ndarray]] | None = None,
     samples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -149,8 +150,10 @@ def bootstrap_click_metrics(
 
     Args:
       first, second: click models with the same page length, built on the same vocabulary.
-      batches: the test log's batches; the iterable is read once, so pass a list or a fresh
-        generator (it is materialised here).
+      batches: the test log's batches (materialised here, so any iterable works).
+      second_batches: the same sessions in the same order, read with the second model's
+        vocabulary, when the two models were trained on different logs; default: `batches`.
+        Clusters follow the query ids of `batches`.
       samples: bootstrap replicates.
       confidence: coverage of the percentile intervals.
       seed: seed of the resampling.
@@ -165,15 +168,24 @@ def bootstrap_click_metrics(
     if unseen not in UNSEEN_POLICIES:
         raise ValueError(f"unknown unseen-pair policy {unseen!r}; expected one of {', '.join(UNSEEN_POLICIES)}")
     batches = list(batches)
+    second_batches = batches if second_batches is None else list(second_batches)
     if not batches:
         raise ValueError("cannot compare models on an empty log: no batches were given")
     positions = max(first.positions, second.positions, int(max(np.max(b["position"]) for b in batches)))
 
     per_model = []
-    for model in (first, second):
+    cluster_keys = []
+    for model, model_batches in ((first, batches), (second, second_batches)):
         skip = unseen == "skip" and reads_vocabulary_ids(model)
-        keys, rows = _cluster_sums(model, batches, skip, positions)
+        keys, rows = _cluster_sums(model, model_batches, skip, positions)
         per_model.append(rows)
+        cluster_keys.append(keys)
+    if len(cluster_keys[0]) != len(cluster_keys[1]):
+        raise ValueError(
+            f"the two logs have {len(cluster_keys[0])} and {len(cluster_keys[1])} sessions; pass the same "
+            "sessions in the same order to both models"
+        )
+    keys = cluster_keys[0]
     _, cluster_index = np.unique(keys, return_inverse=True)
     clusters = int(cluster_index.max()) + 1
     stacked = []
@@ -184,7 +196,7 @@ def bootstrap_click_metrics(
         stacked.append(cluster_sums)
 
     # The point estimates come from the same code path as `clickjax.metrics.evaluate`.
-    point = [evaluate(model, batches, unseen) for model in (first, second)]
+    point = [evaluate(first, batches, unseen), evaluate(second, second_batches, unseen)]
     names = ("log_likelihood", "perplexity", "conditional_perplexity")
     replicates = {name: [] for name in names}
     rng = np.random.default_rng(seed)

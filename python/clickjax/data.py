@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import jax
@@ -274,6 +274,7 @@ class ClickLog:
         *,
         positions: int | None = 10,
         read_batch_size: int = 8192,
+        on_batch: Callable[[int], None] | None = None,
         **options,
     ) -> ClickLog:
         """Read a whole raw log into memory.
@@ -281,9 +282,15 @@ class ClickLog:
         `positions` and the keyword options (`on_error`, `drop_sessions_without_clicks`,
         `min_results`, `min_sessions_per_query`, `behaviour`, `document_key`, `query_key`) are
         those of `read_batches`. With `positions=None` the log's `positions` is the largest rank.
+        `on_batch`, if given, receives the number of sessions of each batch as it is read (the
+        CLI drives a progress bar with it).
         """
         reader = read_batches(format, paths, vocabulary, positions=positions, batch_size=read_batch_size, **options)
-        parts = [batch_to_numpy(batch) for batch in reader]
+        parts = []
+        for batch in reader:
+            parts.append(batch_to_numpy(batch))
+            if on_batch is not None:
+                on_batch(batch.num_rows)
         width = reader.positions
         if parts:
             columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

@@ -5,9 +5,16 @@ the validation and test logs with it, trains the model, evaluates it on the test
 
 - `metrics.json`: test metrics overall and per rank, session counts, training time, the readable
   parameters, the reader counters of every log and the configuration of the run;
-- `parameters.json`: the readable parameters alone (examination by rank, continuation, ...);
+- `parameters.json`: the readable parameters alone (examination by rank with its standard
+  errors, continuation, ...);
+- `epochs.jsonl`: one JSON object per epoch (epoch, train_loss, validation_log_likelihood,
+  seconds), appended as each epoch ends, so a run that is stopped keeps its history;
 - `model/`: the trained parameters and the training log's query-document pairs (see
   `clickjax.serialization`).
+
+Before it allocates the model, `train_and_evaluate` estimates the memory that training needs
+(`clickjax.memory`) and stops with `MemoryLimitError` when the estimate exceeds the memory
+available or the `max_memory` given.
 """
 
 from __future__ import annotations
@@ -26,12 +33,23 @@ from flax import nnx
 
 from clickjax import __version__
 from clickjax.data import ClickLog, Vocabulary
+from clickjax.memory import MemoryEstimate, available_memory, estimate_training_memory, format_bytes
+from clickjax.metrics import evaluate
 from clickjax.models import MODELS
+from clickjax.progress import Progress
 from clickjax.report import LoadReport
 from clickjax.serialization import save_model, training_pairs
 from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
+from clickjax.uncertainty import examination_standard_errors
 
-__all__ = ["TrainingConfig", "train_and_evaluate"]
+__all__ = ["EPOCH_LOG", "MemoryLimitError", "TrainingConfig", "train_and_evaluate"]
+
+# File of the epoch records, one JSON object per line.
+EPOCH_LOG = "epochs.jsonl"
+
+
+class MemoryLimitError(ValueError):
+    """The estimated training memory exceeds the memory available or the limit given."""
 
 logger = logging.getLogger(__name__)
 
@@ -73,40 +91,68 @@ def train_and_evaluate(
     output: Path,
     progress: Callable[[EpochRecord], None] | None = None,
     on_loaded: Callable[[LoadReport], None] | None = None,
+    *,
+    bars: Progress | None = None,
+    max_memory: int | None = None,
+    on_memory: Callable[[MemoryEstimate, int | None, str], None] | None = None,
 ) -> dict:
     """Train and evaluate as `config` specifies, write the results to `output`, and return the summary.
 
-    `on_loaded` receives the load report of each input ("train", "validation", "test") once every
-    input is read, before training starts.
+    Args:
+      config: the run's options.
+      output: the folder to write.
+      progress: called with each `EpochRecord` as its epoch ends.
+      on_loaded: receives the load report of each input ("train", "validation", "test") once
+        every input is read, before training starts.
+      bars: progress bars for reading, training and evaluation; None shows none.
+      max_memory: the memory limit in bytes for the estimate; None takes the memory available.
+      on_memory: receives the memory estimate, the limit it is checked against (None if unknown)
+        and where that limit comes from, before the model is allocated.
+
+    Raises:
+      MemoryLimitError: the estimated training memory exceeds the limit.
     """
     output = Path(output)
+    bars = bars or Progress(quiet=True)
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
-    train = _read(config, config.train, vocabulary, "training")
+    train = _read(config, config.train, vocabulary, "training", bars)
     vocabulary.freeze()
-    validation = _read(config, config.validation, vocabulary, "validation") if config.validation else None
-    test = _read(config, config.test, vocabulary, "test")
+    validation = _read(config, config.validation, vocabulary, "validation", bars) if config.validation else None
+    test = _read(config, config.test, vocabulary, "test", bars)
     if on_loaded is not None:
         for name, log in [("train", train), ("validation", validation), ("test", test)]:
             if log is not None:
                 on_loaded(LoadReport.from_stats(log.stats, name=name))
 
+    _check_memory(config, vocabulary.pair_table_size, validation is not None, max_memory, on_memory)
     model = MODELS[config.model](
         positions=config.positions,
         query_doc_pairs=vocabulary.pair_table_size,
         rngs=nnx.Rngs(config.seed),
     )
-    trainer = Trainer(
-        learning_rate=config.learning_rate,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        patience=config.patience,
-        seed=config.seed,
-        on_epoch=progress,
+    output.mkdir(parents=True, exist_ok=True)
+    with _EpochLog(output / EPOCH_LOG, progress, bars.bar("training", total=config.epochs, unit="epoch")) as epoch_log:
+        trainer = Trainer(
+            learning_rate=config.learning_rate,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            patience=config.patience,
+            seed=config.seed,
+            on_epoch=epoch_log.record,
+        )
+        fit = trainer.fit(model, train, validation)
+    test_batches = bars.iterate(
+        test.batches(config.batch_size), "evaluating", total=test.num_batches(config.batch_size), unit="batch"
     )
-    fit = trainer.fit(model, train, validation)
-    metrics = trainer.evaluate(model, test)
+    metrics = evaluate(model, test_batches)
+    parameters = model.parameter_summary()
+    standard_errors = examination_standard_errors(model, train, config.batch_size)
+    if standard_errors is not None and "examination_by_rank" in parameters:
+        # Row 0 of the table is padding; UBM's theta(r, 0) is examination with no click above.
+        by_rank = standard_errors[1:] if standard_errors.ndim == 1 else standard_errors[1:, 0]
+        parameters["examination_by_rank_standard_error"] = [None if math.isnan(v) else float(v) for v in by_rank]
 
     oov_pairs = test.stats.get("oov_pairs", 0)
     total_results = int(test.columns["mask"].sum())
@@ -123,7 +169,7 @@ def train_and_evaluate(
         "early_stopping": fit.validated,
         "oov_test_pairs": oov_pairs,
         "oov_test_pair_rate": oov_pairs / total_results if total_results else 0.0,
-        "parameters": model.parameter_summary(),
+        "parameters": parameters,
         "history": [asdict(record) for record in fit.history],
         "reader_stats": {
             "train": train.stats,
@@ -137,7 +183,6 @@ def train_and_evaluate(
             "python": platform.python_version(),
         },
     }
-    output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     (output / "parameters.json").write_text(json.dumps(summary["parameters"], indent=2) + "\n")
     save_model(
@@ -153,17 +198,19 @@ def train_and_evaluate(
     return summary
 
 
-def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str) -> ClickLog:
+def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str, bars: Progress) -> ClickLog:
     started = time.perf_counter()
     try:
-        log = ClickLog.read(
-            config.format,
-            paths,
-            vocabulary,
-            positions=config.positions,
-            on_error=config.on_error,
-            document_key=config.document_key,
-        )
+        with bars.bar(f"reading the {role} log", unit="sessions") as bar:
+            log = ClickLog.read(
+                config.format,
+                paths,
+                vocabulary,
+                positions=config.positions,
+                on_error=config.on_error,
+                document_key=config.document_key,
+                on_batch=bar.update,
+            )
     except FileNotFoundError as error:
         # Name the input that listed the path, since train, validation and test files all arrive here.
         raise FileNotFoundError(error.errno, f"{error.strerror} (a {role} file)", error.filename) from error
@@ -177,3 +224,45 @@ def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role
         "read %d sessions from %d file(s) in %.2f s", log.num_sessions, len(paths), time.perf_counter() - started
     )
     return log
+
+
+def _check_memory(config: TrainingConfig, pairs: int, validation: bool, max_memory: int | None, on_memory) -> None:
+    estimate = estimate_training_memory(config.model, config.positions, pairs, validation)
+    if max_memory is not None:
+        limit, source = max_memory, "--max-memory"
+    else:
+        limit, source = available_memory()
+    if on_memory is not None:
+        on_memory(estimate, limit, source)
+    if limit is not None and estimate.total > limit:
+        raise MemoryLimitError(
+            f"training {config.model} on {pairs - 2} query-document pairs needs an estimated "
+            f"{format_bytes(estimate.total)}, more than the {format_bytes(limit)} of {source}; "
+            "train on fewer files, or pass --max-memory with a larger limit (such as 64G) if more memory "
+            "will be free"
+        )
+
+
+class _EpochLog:
+    """Appends each epoch record to the JSONL file, advances the epoch bar and calls the user's callback."""
+
+    def __init__(self, path: Path, callback: Callable[[EpochRecord], None] | None, bar):
+        self.path = path
+        self.callback = callback
+        self.bar = bar
+        self.file = None
+
+    def __enter__(self) -> _EpochLog:
+        self.file = self.path.open("w")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
+        self.bar.close()
+
+    def record(self, record: EpochRecord) -> None:
+        self.file.write(json.dumps(asdict(record)) + "\n")
+        self.file.flush()
+        self.bar.update(1)
+        if self.callback is not None:
+            self.callback(record)
