@@ -123,6 +123,31 @@ class Vocabulary:
     def __len__(self) -> int:
         """Return the number of real query-document pairs."""
 
+    def to_arrow(self) -> pyarrow.RecordBatch:
+        """Return every real id as one RecordBatch, the layout `clickjax.vocabulary` saves.
+
+        Columns: `kind` (string: query, document or pair), `id` (int32), `fingerprint` (uint64),
+        `count` (int64, how often readers met the key while the vocabulary was open), `query_id`
+        and `doc_id` (int32, set for pairs only). The schema metadata stores the frozen flag under
+        `clickjax.vocabulary.frozen` and the layout version under
+        `clickjax.vocabulary.format_version`.
+        """
+
+    @staticmethod
+    def from_arrow(batch: pyarrow.RecordBatch) -> Vocabulary:
+        """Rebuild a vocabulary from a RecordBatch in the layout of `to_arrow`.
+
+        Rows may come in any order. Raises ValueError when a column is missing or has the wrong
+        type, the format version differs, or the rows do not form a vocabulary (ids of a kind that
+        do not run from 2 without gaps, a fingerprint with two ids, a pair joining an unknown id).
+        """
+
+    def pairs(self) -> pyarrow.RecordBatch:
+        """Return, for every pair id, the query and document ids it joins.
+
+        Int32 columns `query_doc_id`, `query_id` and `doc_id`, one row per real pair in id order.
+        """
+
 class BatchReader:
     """An iterator of `pyarrow.RecordBatch` over click-log files, read one after another.
 

@@ -47,6 +47,7 @@ from clickjax._native import BatchReader
 from clickjax._native import Vocabulary
 from clickjax._native import read_labels as _read_labels
 from clickjax.formats.long import LongTableBatches, read_long
+from clickjax.vocabulary import load_vocabulary, save_vocabulary
 
 __all__ = [
     "BATCH_COLUMNS",
@@ -54,9 +55,11 @@ __all__ = [
     "ClickLog",
     "Vocabulary",
     "batch_to_numpy",
+    "load_vocabulary",
     "pad_batch",
     "read_batches",
     "read_relevance_labels",
+    "save_vocabulary",
     "to_jax",
 ]
 

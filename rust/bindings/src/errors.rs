@@ -68,7 +68,9 @@ pub fn to_py_err(py: Python<'_>, error: Error) -> PyErr {
             }
             None => PyOSError::new_err(message),
         },
-        Error::InvalidOption { .. } | Error::InvalidColumn { .. } => PyValueError::new_err(message),
+        Error::InvalidOption { .. }
+        | Error::InvalidColumn { .. }
+        | Error::InvalidVocabulary { .. } => PyValueError::new_err(message),
         Error::VocabularyFull { .. } | Error::Arrow(_) => ClickjaxError::new_err(message),
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt64Type, UInt8Type};
-use arrow_array::{make_array, Array, ArrayRef, ArrowPrimitiveType, UInt64Array};
+use arrow_array::{make_array, Array, ArrayRef, ArrowPrimitiveType, RecordBatch, UInt64Array};
 use arrow_data::ArrayData;
 use arrow_pyarrow::{PyArrowType, ToPyArrow};
 use clickjax_core::columnar::{
@@ -76,6 +76,35 @@ impl PyVocabulary {
 
     fn __len__(&self) -> usize {
         lock(&self.inner).len()
+    }
+
+    /// Returns every real id as a pyarrow RecordBatch: kind, id, fingerprint, count, query_id,
+    /// doc_id, with the frozen flag and the format version in the schema metadata.
+    fn to_arrow<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let batch = lock(&self.inner)
+            .to_record_batch()
+            .map_err(|error| to_py_err(py, error))?;
+        batch.to_pyarrow(py)
+    }
+
+    /// Rebuilds a vocabulary from the RecordBatch of `to_arrow`; raises ValueError if invalid.
+    #[staticmethod]
+    fn from_arrow(py: Python<'_>, batch: PyArrowType<RecordBatch>) -> PyResult<Self> {
+        let vocabulary = py
+            .detach(|| Vocabulary::from_record_batch(&batch.0))
+            .map_err(|error| to_py_err(py, error))?;
+        Ok(PyVocabulary {
+            inner: Arc::new(Mutex::new(vocabulary)),
+        })
+    }
+
+    /// Returns the query and document ids of every pair id as a pyarrow RecordBatch with int32
+    /// columns query_doc_id, query_id and doc_id.
+    fn pairs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let batch = lock(&self.inner)
+            .pairs_record_batch()
+            .map_err(|error| to_py_err(py, error))?;
+        batch.to_pyarrow(py)
     }
 
     fn __repr__(&self) -> String {

@@ -205,7 +205,7 @@ impl BatchBuilder {
         for result in session.results.iter().take(self.positions) {
             let document = vocabulary.document_id(result.document_key)?;
             let pair_key = vocabulary::pair_fingerprint(session.query_key, result.document_key);
-            let pair = vocabulary.pair_id(pair_key)?;
+            let pair = vocabulary.pair_id(pair_key, query.id, document.id)?;
             oov_documents += u64::from(document.out_of_vocabulary);
             oov_pairs += u64::from(pair.out_of_vocabulary);
 

@@ -58,6 +58,10 @@ pub enum Error {
     #[error("invalid column {column}: {reason}")]
     InvalidColumn { column: String, reason: String },
 
+    /// A saved vocabulary whose columns or values do not describe a valid vocabulary.
+    #[error("invalid vocabulary: {reason}")]
+    InvalidVocabulary { reason: String },
+
     /// A vocabulary table that already contains the maximum number of int32 ids.
     #[error(
         "the {table} vocabulary is full at {limit} entries, the maximum for int32 ids; freeze the \

@@ -279,7 +279,7 @@ mod tests {
             read_relevance_labels(file.path(), QueryKey::QueryRegion, ErrorPolicy::Strict).unwrap();
         let mut vocabulary = Vocabulary::new();
         let known = pair_fingerprint(query_fingerprint(b"7_1"), document_fingerprint(b"12"));
-        assert_eq!(vocabulary.pair_id(known).unwrap().id, 2);
+        assert_eq!(vocabulary.pair_id(known, 2, 2).unwrap().id, 2);
 
         let batch = labels.to_record_batch(Some(&vocabulary)).unwrap();
         assert_eq!(batch.num_rows(), 2);

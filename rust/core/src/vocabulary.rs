@@ -94,11 +94,20 @@ impl Hasher for FingerprintHasher {
 
 type FingerprintMap = HashMap<u64, i32, BuildHasherDefault<FingerprintHasher>>;
 
+/// Fingerprint of a real id and how often a lookup met it while the vocabulary was open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) fingerprint: u64,
+    pub(crate) count: u64,
+}
+
 /// One table of dense ids.
 #[derive(Debug, Clone)]
-struct IdTable {
+pub(crate) struct IdTable {
     name: &'static str,
     ids: FingerprintMap,
+    /// The entry of each real id, at index `id - FIRST_REAL_ID`.
+    pub(crate) entries: Vec<Entry>,
     max_entries: usize,
 }
 
@@ -114,12 +123,34 @@ impl IdTable {
         IdTable {
             name,
             ids: FingerprintMap::default(),
+            entries: Vec::new(),
+            max_entries: MAX_ENTRIES,
+        }
+    }
+
+    /// Creates a table whose real ids are the entries in order, from [`FIRST_REAL_ID`].
+    /// The caller checks that the fingerprints are distinct and that there are not too many.
+    pub(crate) fn from_entries(name: &'static str, entries: Vec<Entry>) -> Self {
+        let mut ids = FingerprintMap::with_capacity_and_hasher(entries.len(), Default::default());
+        for (index, entry) in entries.iter().enumerate() {
+            // The caller keeps `entries` within MAX_ENTRIES, so the id fits in i32.
+            ids.insert(entry.fingerprint, FIRST_REAL_ID + index as i32);
+        }
+        IdTable {
+            name,
+            ids,
+            entries,
             max_entries: MAX_ENTRIES,
         }
     }
 
     fn lookup(&mut self, key: u64, frozen: bool) -> Result<Lookup> {
         if let Some(&id) = self.ids.get(&key) {
+            if !frozen {
+                // Ids in the map are FIRST_REAL_ID + index of their entry.
+                let entry = &mut self.entries[(id - FIRST_REAL_ID) as usize];
+                entry.count = entry.count.saturating_add(1);
+            }
             return Ok(Lookup {
                 id,
                 out_of_vocabulary: false,
@@ -142,6 +173,10 @@ impl IdTable {
         // `count` < max_entries <= i32::MAX - 1, so the new id is at most i32::MAX.
         let id = FIRST_REAL_ID + count as i32;
         self.ids.insert(key, id);
+        self.entries.push(Entry {
+            fingerprint: key,
+            count: 1,
+        });
         Ok(Lookup {
             id,
             out_of_vocabulary: false,
@@ -156,10 +191,19 @@ impl IdTable {
 /// Dense ids of queries, documents and query-document pairs.
 #[derive(Debug, Clone)]
 pub struct Vocabulary {
-    queries: IdTable,
-    documents: IdTable,
-    pairs: IdTable,
-    frozen: bool,
+    pub(crate) queries: IdTable,
+    pub(crate) documents: IdTable,
+    pub(crate) pairs: IdTable,
+    /// Query id and document id of each real pair id, at index `id - FIRST_REAL_ID`.
+    pub(crate) pair_ends: Vec<PairEnds>,
+    pub(crate) frozen: bool,
+}
+
+/// The dense query and document ids that a pair id joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairEnds {
+    pub query_id: i32,
+    pub doc_id: i32,
 }
 
 impl Default for Vocabulary {
@@ -175,6 +219,7 @@ impl Vocabulary {
             queries: IdTable::new("query"),
             documents: IdTable::new("document"),
             pairs: IdTable::new("query-document pair"),
+            pair_ends: Vec::new(),
             frozen: false,
         }
     }
@@ -199,9 +244,19 @@ impl Vocabulary {
         self.documents.lookup(fingerprint, self.frozen)
     }
 
-    /// Looks up the id of a pair fingerprint, adding it unless the vocabulary is frozen.
-    pub fn pair_id(&mut self, fingerprint: u64) -> Result<Lookup> {
-        self.pairs.lookup(fingerprint, self.frozen)
+    /// Looks up the id of a pair fingerprint, adding it unless the vocabulary is frozen. A new
+    /// pair records `query_id` and `doc_id`, the ids of its query and document, for [`Self::pair_ends`].
+    pub fn pair_id(&mut self, fingerprint: u64, query_id: i32, doc_id: i32) -> Result<Lookup> {
+        let lookup = self.pairs.lookup(fingerprint, self.frozen)?;
+        if self.pairs.entries.len() > self.pair_ends.len() {
+            self.pair_ends.push(PairEnds { query_id, doc_id });
+        }
+        Ok(lookup)
+    }
+
+    /// Query and document ids of each real pair id, in id order from [`FIRST_REAL_ID`].
+    pub fn pair_ends(&self) -> &[PairEnds] {
+        &self.pair_ends
     }
 
     /// Returns the id of a known pair fingerprint, or [`OUT_OF_VOCABULARY_ID`]; adds nothing.
@@ -239,6 +294,11 @@ impl Vocabulary {
         self.pairs.ids.is_empty()
     }
 }
+
+#[path = "vocabulary_arrow.rs"]
+mod arrow;
+
+pub use arrow::{FORMAT_VERSION, FORMAT_VERSION_KEY, FROZEN_KEY};
 
 #[cfg(test)]
 mod tests {
@@ -324,7 +384,7 @@ mod tests {
     #[test]
     fn known_pair_id_adds_nothing() {
         let mut vocabulary = Vocabulary::new();
-        assert_eq!(vocabulary.pair_id(40).unwrap().id, 2);
+        assert_eq!(vocabulary.pair_id(40, 2, 2).unwrap().id, 2);
         assert_eq!(vocabulary.known_pair_id(40), 2);
         assert_eq!(vocabulary.known_pair_id(41), OUT_OF_VOCABULARY_ID);
         assert_eq!(vocabulary.len(), 1);
