@@ -19,7 +19,8 @@ from clickjax.export import GradeMapping, examination_propensities, export_pairs
 from clickjax.metrics import UNSEEN_POLICIES, Metrics, evaluate
 from clickjax.progress import Progress
 from clickjax.ranking import DEFAULT_CUTOFFS, RankingMetrics, ranking_metrics
-from clickjax.serialization import load_model
+from clickjax.serialization import VOCABULARY_FILE, load_model
+from clickjax.vocabulary import load_vocabulary
 
 __all__ = ["add_evaluation_commands"]
 
@@ -105,9 +106,7 @@ def _training_config(model_dir: Path) -> dict:
 
 
 def _load_vocabulary(model_dir: Path):
-    from clickjax.vocabulary import load_vocabulary
-
-    path = model_dir / "model" / "vocabulary.parquet"
+    path = model_dir / "model" / VOCABULARY_FILE
     if not path.exists():
         raise FileNotFoundError(
             f"{path} not found: the model was saved without its training vocabulary, so test data cannot be "
@@ -241,7 +240,8 @@ def _format_differences(folders: list[Path], differences: list[Difference]) -> s
             f"{difference.metric:<26}{difference.first:>11.5f}{difference.second:>11.5f}"
             f"{difference.difference:>12.5f}{interval:>26}{marker}"
         )
-    lines.append("* the interval excludes 0")
+    if any(difference.excludes_zero for difference in differences):
+        lines.append("* the interval excludes 0")
     return "\n".join(lines)
 
 
@@ -256,7 +256,7 @@ def _export_command(args: argparse.Namespace) -> int:
         if not parameters_path.exists():
             raise FileNotFoundError(f"{parameters_path} not found: --model-dir must be a folder written by clickjax train")
         propensities = examination_propensities(json.loads(parameters_path.read_text()))
-    summary = export_pairs(args.model_dir, args.output, mapping, pair_keys=_pair_keys(args.model_dir))
+    summary = export_pairs(args.model_dir, args.output, mapping)
     print(f"wrote {summary.pairs} query-document pairs to {args.output} (grades: {summary.grades}; columns: {', '.join(summary.columns)})")
     if not summary.standard_errors:
         print("no standard errors: the model folder has no pair-statistics.parquet")
@@ -267,16 +267,6 @@ def _export_command(args: argparse.Namespace) -> int:
         pq.write_table(propensities, args.propensities)
         print(f"wrote the propensities of {propensities.num_rows} ranks to {args.propensities} (normalised to rank 1)")
     return 0
-
-
-def _pair_keys(model_dir: Path):
-    """Return the pair keys that the training vocabulary records, or None for a model saved without it."""
-    path = model_dir / "model" / "vocabulary.parquet"
-    if not path.exists():
-        return None
-    from clickjax.vocabulary import pair_keys
-
-    return pair_keys(path)
 
 
 def _plot_command(args: argparse.Namespace) -> int:

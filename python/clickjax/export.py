@@ -5,6 +5,7 @@
 | column | type | meaning |
 |---|---|---|
 | `query_doc_id`, `query_id`, `doc_id` | int32 | dense ids of the training vocabulary |
+| `query_fingerprint`, `doc_fingerprint` | uint64 | the 64-bit fingerprints of the query and document keys, when `model/vocabulary.parquet` exists |
 | `relevance` | float64 | the model's relevance estimate (see `ClickModel.relevance`) |
 | `impressions`, `clicks` | float64 | weighted counts in the training log |
 | `relevance_se` | float64 | standard error of `relevance`, only if `model/pair-statistics.parquet` exists |
@@ -27,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from flax import nnx
 
-from clickjax.serialization import load_model, load_training_pairs
+from clickjax.serialization import VOCABULARY_FILE, load_model, load_training_pairs
+from clickjax.vocabulary import load_vocabulary
 
 __all__ = [
     "GRADE_METHODS",
@@ -35,6 +37,7 @@ __all__ = [
     "assign_grades",
     "examination_propensities",
     "export_pairs",
+    "pair_keys",
     "pair_relevance",
 ]
 
@@ -206,17 +209,35 @@ class ExportSummary:
     columns: list[str]
 
 
-def export_pairs(
-    model_dir: Path, output: Path, grades: GradeMapping | str = "quantile", pair_keys: pa.Table | None = None
-) -> ExportSummary:
+def pair_keys(vocabulary_path: Path) -> pa.Table:
+    """Return `query_doc_id`, `query_fingerprint` and `doc_fingerprint` of every pair of a saved vocabulary.
+
+    The vocabulary records the keys of queries and documents only as 64-bit fingerprints, so
+    those are the keys an export can carry.
+    """
+    table = pa.Table.from_batches([load_vocabulary(vocabulary_path).to_arrow()])
+    kinds = table.column("kind").to_numpy(zero_copy_only=False)
+    ids = table.column("id").to_numpy()
+    fingerprints = table.column("fingerprint").to_numpy()
+    query_fingerprint = dict(zip(ids[kinds == "query"].tolist(), fingerprints[kinds == "query"].tolist()))
+    doc_fingerprint = dict(zip(ids[kinds == "document"].tolist(), fingerprints[kinds == "document"].tolist()))
+    is_pair = kinds == "pair"
+    pair_query = table.column("query_id").to_numpy(zero_copy_only=False)[is_pair].astype(np.int64)
+    pair_doc = table.column("doc_id").to_numpy(zero_copy_only=False)[is_pair].astype(np.int64)
+    return pa.table({
+        "query_doc_id": pa.array(ids[is_pair].astype(np.int32)),
+        "query_fingerprint": pa.array([query_fingerprint.get(q) for q in pair_query.tolist()], pa.uint64()),
+        "doc_fingerprint": pa.array([doc_fingerprint.get(d) for d in pair_doc.tolist()], pa.uint64()),
+    })
+
+
+def export_pairs(model_dir: Path, output: Path, grades: GradeMapping | str = "quantile") -> ExportSummary:
     """Write the relevance of every training pair of the model in `model_dir` to a Parquet file.
 
     Args:
       model_dir: the `--output` folder of `clickjax train` (with `model/` inside).
       output: the Parquet file to write.
       grades: a `GradeMapping` or its text form.
-      pair_keys: optional table with `query_doc_id` and key columns (such as `query_key` and
-        `doc_key`) to join, from the training vocabulary.
 
     Raises:
       FileNotFoundError: `model_dir` has no saved model or training pairs.
@@ -254,8 +275,14 @@ def export_pairs(
             pa.schema([("query_doc_id", pa.int32()), ("relevance_se", pa.float64())])
         )
         table = table.join(statistics, "query_doc_id", join_type="left outer").sort_by("query_doc_id")
-    if pair_keys is not None:
-        table = table.join(pair_keys, "query_doc_id", join_type="left outer").sort_by("query_doc_id")
+    vocabulary_path = model_folder / VOCABULARY_FILE
+    if vocabulary_path.exists():
+        keys = pair_keys(vocabulary_path)
+        table = table.join(keys, "query_doc_id", join_type="left outer").sort_by("query_doc_id")
+        # Put the keys beside the ids.
+        names = table.column_names
+        order = names[:3] + ["query_fingerprint", "doc_fingerprint"] + [n for n in names[3:] if not n.endswith("_fingerprint")]
+        table = table.select(order)
 
     relevance = table.column("relevance").to_numpy()
     query_id = table.column("query_id").to_numpy()

@@ -10,7 +10,8 @@ the validation and test logs with it, trains the model, evaluates it on the test
 - `epochs.jsonl`: one JSON object per epoch (epoch, train_loss, validation_log_likelihood,
   seconds), appended as each epoch ends, so a run that is stopped keeps its history;
 - `model/`: the trained parameters and the training log's query-document pairs (see
-  `clickjax.serialization`).
+  `clickjax.serialization`), and the training vocabulary `model/vocabulary.parquet`
+  (`clickjax.vocabulary`).
 
 Before it allocates the model, `train_and_evaluate` estimates the memory that training needs
 (`clickjax.memory`) and stops with `MemoryLimitError` when the estimate exceeds the memory
@@ -38,9 +39,10 @@ from clickjax.metrics import evaluate
 from clickjax.models import MODELS
 from clickjax.progress import Progress
 from clickjax.report import LoadReport
-from clickjax.serialization import save_model, training_pairs
+from clickjax.serialization import VOCABULARY_FILE, save_model, training_pairs
 from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
 from clickjax.uncertainty import examination_standard_errors
+from clickjax.vocabulary import save_vocabulary
 
 __all__ = ["EPOCH_LOG", "MemoryLimitError", "TrainingConfig", "train_and_evaluate"]
 
@@ -195,6 +197,8 @@ def train_and_evaluate(
         },
         pairs=training_pairs(train),
     )
+    # `clickjax evaluate` and `export` read new logs with the training ids through this file.
+    save_vocabulary(vocabulary, output / "model" / VOCABULARY_FILE)
     return summary
 
 

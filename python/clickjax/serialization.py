@@ -9,6 +9,9 @@ A saved model is a folder with two files, and a third one when the training log 
   impression and click counts (`training_pairs`). `clickjax simulate --model-dir` needs them to
   know which documents a query can show, and `clickjax export` writes them beside the relevance.
 
+`clickjax train` also saves the training vocabulary in the folder as `VOCABULARY_FILE`
+(`clickjax.vocabulary`), which `clickjax evaluate` and `export` read.
+
 `load_model` rebuilds the model from the JSON file and fills in the parameters. A folder written by a
 newer format version is rejected with a message naming both versions.
 """
@@ -26,9 +29,10 @@ from clickjax import __version__
 from clickjax.data import ClickLog
 from clickjax.models import MODELS
 
-__all__ = ["FORMAT_VERSION", "load_model", "load_training_pairs", "save_model", "training_pairs"]
+__all__ = ["FORMAT_VERSION", "VOCABULARY_FILE", "load_model", "load_training_pairs", "save_model", "training_pairs"]
 
 FORMAT_VERSION = 1
+VOCABULARY_FILE = "vocabulary.parquet"
 _METADATA = "clickjax-model.json"
 _PARAMETERS = "parameters.npz"
 _TRAINING_PAIRS = "training-pairs.npz"
