@@ -11,7 +11,7 @@ Training with the default Adam optimiser keeps, for every parameter table:
 So the estimate is 6 (or 7 with validation) times the bytes of the parameter tables, which
 `nnx.eval_shape` counts without allocating them. Measured on a 10-million-row table (PBM, DBN and
 UBM on a CPU; BENCHMARKS.md), the peak resident memory of training was 6.2 to 6.6 times the table
-bytes, so the estimate is within 10% of it. The estimate leaves out the click logs held in
+bytes (7.8 to 7.9 with validation), so the estimate was 4% to 12% below it. The estimate leaves out the click logs held in
 memory, which `ClickLog.read` reports, and JAX's compiled programs.
 
 NOTE: the factor assumes dense Adam updates over whole tables. An optimiser with more state, or
