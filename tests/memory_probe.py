@@ -1,9 +1,9 @@
 """Measure the peak memory of training a model with a large per-pair table, in a process of its own.
 
-Run as `python memory_probe.py MODEL ROWS [--validation]`; prints one JSON line with the estimate
-of `clickjax.memory` and the measured peak: the growth of the peak resident set size (ru_maxrss)
-over the resident size just before the model is built, after a small warm-up run has loaded and
-compiled everything the step needs.
+Run as `python memory_probe.py MODEL ROWS [--validation]`. It prints one JSON line with the
+estimate of `clickjax.memory` and the measured peak. The peak is the growth of the peak resident
+set size (ru_maxrss) over the resident size just before the model is built. A small warm-up run
+has loaded and compiled everything the step needs before that.
 """
 
 import json

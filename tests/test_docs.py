@@ -22,6 +22,9 @@ API_OBJECTS = {
     "api/training": ["clickjax.training.Trainer", "clickjax.training.Trainer.fit"],
     "api/metrics": ["clickjax.metrics.Metrics", "clickjax.metrics.evaluate"],
     "api/serialization": ["clickjax.serialization.save_model", "clickjax.serialization.load_model"],
+    "api/ranking": ["clickjax.ranking.ranking_metrics", "clickjax.ranking.expected_ranking_metrics"],
+    "api/comparison": ["clickjax.comparison.bootstrap_click_metrics"],
+    "api/export": ["clickjax.export.export_pairs", "clickjax.export.GradeMapping"],
 }
 
 if importlib.util.find_spec("mkdocs") is None:

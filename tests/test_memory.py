@@ -51,10 +51,10 @@ def test_format_bytes():
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="the measurement reads /proc/self/status (Linux)")
 def test_estimate_within_20_percent_of_peak():
     # A fresh process, so that nothing this test session allocated inflates the peak.
-    here = Path(__file__).parent
-    environment = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
+    tests_folder = Path(__file__).parent
+    environment = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join([str(tests_folder), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, str(here / "memory_probe.py"), "pbm", "10000000"],
+        [sys.executable, str(tests_folder / "memory_probe.py"), "pbm", "10000000"],
         capture_output=True, text=True, timeout=600, env=environment,
     )
     assert done.returncode == 0, done.stderr

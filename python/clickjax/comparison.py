@@ -9,7 +9,7 @@ how the models differ on the same queries, which is narrower than comparing two 
 intervals.
 
 A session whose query is out of vocabulary (`query_id` 1, a query unseen in training) is a
-cluster of its own, because unseen queries share one id and cannot be told apart.
+cluster of its own, because unseen queries share one id and cannot be distinguished.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ class Difference:
 
     Attributes:
       metric: the metric's name, as in `Metrics` or `RankingMetrics.to_dict`.
-      first, second: the metric of each model on the whole test data.
+      first: the metric of the first model on the whole test data.
+      second: the metric of the second model.
       difference: `second - first`.
-      lower, upper: the percentile bootstrap interval of the difference at `confidence`.
+      lower: the lower end of the percentile bootstrap interval of the difference.
+      upper: the upper end of that interval.
       confidence: the interval's coverage, such as 0.95.
       samples: number of bootstrap replicates.
     """
@@ -149,7 +151,8 @@ def bootstrap_click_metrics(
     """Compare log-likelihood, perplexity and conditional perplexity of two models on the same log.
 
     Args:
-      first, second: click models with the same page length, built on the same vocabulary.
+      first: a click model.
+      second: the click model compared with `first`; differences are `second` minus `first`.
       batches: the test log's batches (materialised here, so any iterable works).
       second_batches: the same sessions in the same order, read with the second model's
         vocabulary, when the two models were trained on different logs; default: `batches`.
@@ -225,9 +228,12 @@ def bootstrap_ranking_metrics(
     """Compare the ranking metrics of two models on the same annotated queries by resampling queries.
 
     Args:
-      first, second: `clickjax.ranking.ranking_metrics` of the two models on the same batches,
-        with the same unseen policy, so that their per-query values line up.
-      samples, confidence, seed: as in `bootstrap_click_metrics`.
+      first: `clickjax.ranking.ranking_metrics` of the first model.
+      second: those of the second model on the same batches with the same unseen policy, so
+        that the per-query values line up.
+      samples: bootstrap replicates.
+      confidence: coverage of the percentile intervals.
+      seed: seed of the resampling.
       metrics: names such as `"ndcg@10"`; default: every DCG, nDCG and MRR cutoff.
 
     Raises:

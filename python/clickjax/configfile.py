@@ -40,7 +40,8 @@ def _convert(path: Path, key: str, action: argparse.Action, value):
                 raise ValueError(f"{path}: option {key!r} must be true or false, got {item!r}")
             return item
         if isinstance(item, bool | list | dict) or (action.type is int and not isinstance(item, int)):
-            raise ValueError(f"{path}: invalid value {item!r} for option {key!r}; see clickjax COMMAND --help")
+            expected = "an integer" if action.type is int else "a number or text"
+            raise ValueError(f"{path}: invalid value {item!r} for option {key!r}; expected {expected}")
         if action.type is not None:
             try:
                 item = action.type(item)

@@ -48,7 +48,7 @@ _GRADES = 5
 
 @dataclass(frozen=True)
 class GradeMapping:
-    """How relevance estimates become graded labels 0-4.
+    """Mapping from relevance estimates to graded labels 0-4.
 
     - `quantile`: the pair's percentile rank among all exported pairs, p = (r - 0.5) / n with r
       its 1-based rank by ascending relevance (tied pairs share their mean rank) and n the number
@@ -201,7 +201,7 @@ def examination_propensities(parameters: dict) -> pa.Table:
 
 @dataclass(frozen=True)
 class ExportSummary:
-    """What `export_pairs` wrote: row count, whether standard errors were joined, and the mapping."""
+    """Summary of an export: row count, whether standard errors were joined, the mapping and the columns."""
 
     pairs: int
     standard_errors: bool

@@ -9,9 +9,9 @@ Training with the default Adam optimiser keeps, for every parameter table:
 - with validation data, the copy of the best parameters kept for early stopping (1 copy).
 
 So the estimate is 6 (or 7 with validation) times the bytes of the parameter tables, which
-`nnx.eval_shape` counts without allocating them. Measured on a 10-million-row table (PBM, DBN and
-UBM on a CPU; BENCHMARKS.md), the peak resident memory of training was 6.2 to 6.6 times the table
-bytes (7.8 to 7.9 with validation), so the estimate was 4% to 12% below it. The estimate leaves out the click logs held in
+`nnx.eval_shape` counts without allocating them. On a 10-million-row table (PBM, DBN and UBM on a
+CPU; BENCHMARKS.md) the measured peak of resident memory was 6.2 to 6.6 times the table bytes, and
+7.8 to 7.9 times with validation. The estimate was thus 4% to 12% below the measured peak. The estimate leaves out the click logs held in
 memory, which `ClickLog.read` reports, and JAX's compiled programs.
 
 NOTE: the factor assumes dense Adam updates over whole tables. An optimiser with more state, or
@@ -96,9 +96,9 @@ def estimate_training_memory(model: str, positions: int, query_doc_pairs: int, v
 def available_memory() -> tuple[int | None, str]:
     """Return the bytes free for training and where the figure comes from.
 
-    On an accelerator this is the default device's memory limit minus what is in use; on a CPU
-    it is the operating system's available memory (`MemAvailable` of /proc/meminfo on Linux, or
-    the free physical pages elsewhere). Returns `(None, reason)` when neither is known.
+    On an accelerator this is the default device's memory limit minus what is in use. On a CPU
+    it is the operating system's available memory: `MemAvailable` of /proc/meminfo on Linux, or
+    the free physical pages elsewhere. Returns `(None, reason)` when neither is known.
     """
     device = jax.devices()[0]
     if device.platform != "cpu":

@@ -109,8 +109,9 @@ class MetricSums:
       sessions: sum of `weight` over sessions.
       clicks: `[positions + 1]` weighted number of clicks.
       predicted: `[positions + 1]` weighted sum of P(c_r = 1).
-      bin_weight, bin_predicted, bin_clicks: `[CALIBRATION_BINS]` the same three sums by bin of
-        P(c = 1).
+      bin_weight: `[CALIBRATION_BINS]` sum of `weight` by bin of P(c = 1).
+      bin_predicted: `[CALIBRATION_BINS]` weighted sum of P(c = 1) by bin.
+      bin_clicks: `[CALIBRATION_BINS]` weighted number of clicks by bin.
       unseen_results: weighted count of out-of-vocabulary results, skipped or not.
       unseen_hashes: the distinct `query_doc_hash` values of out-of-vocabulary results.
     """

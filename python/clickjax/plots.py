@@ -116,8 +116,11 @@ def plot_run(model_dir: Path, output: Path) -> list[Path]:
         epochs = [record["epoch"] for record in records]
         loss_axes.plot(epochs, [record["train_loss"] for record in records], marker="o", color="tab:blue", label="training loss")
         loss_axes.set(xlabel="epoch", ylabel="training loss (negative log-likelihood)", title="Learning curves")
-        validated = [(record["epoch"], record["validation_log_likelihood"]) for record in records
-                     if record.get("validation_log_likelihood") is not None]
+        validated = [
+            (record["epoch"], record["validation_log_likelihood"])
+            for record in records
+            if record.get("validation_log_likelihood") is not None
+        ]
         if validated:
             validation_axes = loss_axes.twinx()
             validation_axes.plot(*zip(*validated), marker="s", color="tab:orange", label="validation log-likelihood")

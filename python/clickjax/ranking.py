@@ -45,7 +45,9 @@ class RankingMetrics:
     """Ranking metrics of relevance estimates, averaged over queries.
 
     Attributes:
-      dcg, ndcg, mrr: cutoff k -> the weighted mean over queries.
+      dcg: cutoff k -> the weighted mean of DCG@k over queries.
+      ndcg: cutoff k -> the mean of nDCG@k over queries that have a relevant result.
+      mrr: cutoff k -> the weighted mean of MRR@k over queries.
       queries: weighted number of queries with at least one ranked result.
       queries_without_relevant: weighted number of queries whose labels are all 0 (no nDCG).
       threshold: the smallest label that counts as relevant for MRR.

@@ -1,9 +1,9 @@
 """Standard errors of the examination probabilities by rank, from the observed Fisher information.
 
-For a model with a table of examination logits (PBM's theta per rank, UBM's theta per rank and
-previous click), the standard error of each logit is the square root of the diagonal of the
-inverse of the observed information matrix, -H, where H is the Hessian of the training log's
-weighted log-likelihood with respect to the examination logits. The delta method turns it into
+Some models have a table of examination logits: PBM's theta per rank, UBM's theta per rank and
+previous click. The standard error of each logit is the square root of the diagonal of the
+inverse of the observed information matrix -H. H is the Hessian of the training log's weighted
+log-likelihood with respect to the examination logits. The delta method turns it into
 the standard error of the probability: se(theta) = theta (1 - theta) se(logit).
 
 NOTE: the Hessian holds every other parameter (attraction per pair) at its fitted value, so
