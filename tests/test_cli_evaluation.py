@@ -320,3 +320,39 @@ def test_train_rejects_bad_memory_size(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--max-memory", "12Q"])
     assert "invalid memory size '12Q'" in capsys.readouterr().err
+
+
+def test_evaluate_writes_null_for_undefined_ndcg(tmp_path):
+    # Every annotated label is 0, so nDCG is undefined: JSON null, not NaN.
+    train = tmp_path / "part-00000"
+    train.write_text("".join(baidu_session(index, "ABC", {"A"}) for index in range(4)))
+    annotation = tmp_path / "annotation.txt"
+    annotation.write_text("".join(f"9\t101\x01102\t{DOCUMENTS[name][1]}\t{DOCUMENTS[name][2]}\t0\t0\n" for name in "AB"))
+    run = tmp_path / "run"
+    assert main([
+        "train", "--model", "pbm", "--format", "baidu", "--document-key", "text", "--train", str(train),
+        "--test", str(train), "--positions", "3", "--epochs", "2", "--output", str(run), "--quiet",
+    ]) == 0
+    output = tmp_path / "ranking.json"
+
+    code = main(["evaluate", "--model-dir", str(run), "--format", "baidu-annotation", "--test", str(annotation), "--output", str(output)])
+
+    assert code == 0
+    text = output.read_text()
+    assert "NaN" not in text
+    result = json.loads(text)["models"][str(run)]
+    assert result["ndcg@10"] is None
+    assert result["dcg@10"] == 0.0
+    assert result["queries_without_relevant"] == 1
+
+
+def test_progress_bars_only_on_terminal(monkeypatch):
+    from clickjax.progress import Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert Progress(quiet=False).enabled
+    assert not Progress(quiet=True).enabled
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert not Progress(quiet=False).enabled
+    # A disabled bar still counts the items it passes through.
+    assert list(Progress(quiet=True).iterate(range(3), "counting")) == [0, 1, 2]

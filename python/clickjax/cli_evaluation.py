@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from clickjax.comparison import Difference, bootstrap_click_metrics, bootstrap_ranking_metrics
-from clickjax.data import FORMATS, ClickLog
+from clickjax.data import FORMATS, ClickLog, Vocabulary
 from clickjax.export import GradeMapping, examination_propensities, export_pairs
-from clickjax.metrics import UNSEEN_POLICIES, Metrics, evaluate
+from clickjax.metrics import UNSEEN_POLICIES, Metrics, evaluate, reads_vocabulary_ids
+from clickjax.plots import read_run_json
 from clickjax.progress import Progress
 from clickjax.ranking import DEFAULT_CUTOFFS, RankingMetrics, ranking_metrics
 from clickjax.serialization import VOCABULARY_FILE, load_model
@@ -102,11 +103,14 @@ def _training_config(model_dir: Path) -> dict:
     path = model_dir / "metrics.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: --model-dir must be a folder written by clickjax train")
-    return json.loads(path.read_text()).get("config", {})
+    return read_run_json(path).get("config", {})
 
 
-def _load_vocabulary(model_dir: Path):
+def _load_vocabulary(model_dir: Path, model) -> Vocabulary:
     path = model_dir / "model" / VOCABULARY_FILE
+    if not path.exists() and not reads_vocabulary_ids(model):
+        # A model of compressed tables reads only query_doc_hash, so any vocabulary will do.
+        return Vocabulary()
     if not path.exists():
         raise FileNotFoundError(
             f"{path} not found: the model was saved without its training vocabulary, so test data cannot be "
@@ -120,11 +124,11 @@ def _load_vocabulary(model_dir: Path):
 def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog:
     config = _training_config(model_dir)
     annotation = args.format == "baidu-annotation"
-    with bars.bar(f"reading the test log for {model_dir}", unit="sessions") as bar:
+    with bars.bar(f"reading the test log for {model_dir}", unit=" sessions") as bar:
         return ClickLog.read(
             args.format,
             [str(path) for path in args.test],
-            _load_vocabulary(model_dir),
+            _load_vocabulary(model_dir, model),
             # Annotation lists run to about 60 results and are padded to their own length.
             positions=None if annotation else model.positions,
             on_error=args.on_error,
@@ -155,7 +159,9 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     ranking = "label" in logs[0].columns
     results = []
     for folder, model, log in zip(folders, models, logs):
-        batches = bars.iterate(log.batches(_EVALUATION_BATCH_SIZE), f"evaluating {folder}", total=log.num_batches(_EVALUATION_BATCH_SIZE), unit="batch")
+        batches = bars.iterate(
+            log.batches(_EVALUATION_BATCH_SIZE), f"evaluating {folder}", total=log.num_batches(_EVALUATION_BATCH_SIZE), unit="batch"
+        )
         if ranking:
             result = ranking_metrics(model, batches, threshold=args.threshold, unseen=args.unseen)
         else:
@@ -178,15 +184,20 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         output["differences"] = [vars(difference) for difference in differences]
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(output, indent=2, default=_json_default) + "\n")
+        args.output.write_text(json.dumps(_without_nan(output), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.output}")
     return 0
 
 
-def _json_default(value):
+def _without_nan(value):
+    """Replace NaN (such as nDCG without any relevant result) by None, since JSON has no NaN."""
     if isinstance(value, float) and math.isnan(value):
         return None
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(item) for item in value]
+    return value
 
 
 def _format_result(folder: Path, result: Metrics | RankingMetrics) -> str:
@@ -255,7 +266,7 @@ def _export_command(args: argparse.Namespace) -> int:
     if args.propensities is not None:
         if not parameters_path.exists():
             raise FileNotFoundError(f"{parameters_path} not found: --model-dir must be a folder written by clickjax train")
-        propensities = examination_propensities(json.loads(parameters_path.read_text()))
+        propensities = examination_propensities(read_run_json(parameters_path))
     summary = export_pairs(args.model_dir, args.output, mapping)
     print(f"wrote {summary.pairs} query-document pairs to {args.output} (grades: {summary.grades}; columns: {', '.join(summary.columns)})")
     if not summary.standard_errors:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["plot_run"]
+__all__ = ["plot_run", "read_run_json"]
 
 
 def _pyplot():
@@ -34,7 +34,8 @@ def _pyplot():
     return pyplot
 
 
-def _read_json(path: Path) -> dict:
+def read_run_json(path: Path) -> dict:
+    """Read a JSON file of a training run, such as `metrics.json`, naming the file when it is invalid."""
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -74,7 +75,7 @@ def plot_run(model_dir: Path, output: Path) -> list[Path]:
         raise FileNotFoundError(
             f"{metrics_path} not found: --model-dir must be a folder written by clickjax train"
         )
-    metrics = _read_json(metrics_path)
+    metrics = read_run_json(metrics_path)
     parameters = metrics.get("parameters", {})
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

@@ -205,7 +205,7 @@ def train_and_evaluate(
 def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str, bars: Progress) -> ClickLog:
     started = time.perf_counter()
     try:
-        with bars.bar(f"reading the {role} log", unit="sessions") as bar:
+        with bars.bar(f"reading the {role} log", unit=" sessions") as bar:
             log = ClickLog.read(
                 config.format,
                 paths,
