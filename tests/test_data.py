@@ -44,6 +44,40 @@ def test_pad_batch_adds_empty_sessions():
     np.testing.assert_array_equal(padded["query_doc_id"][:3], log.columns["query_doc_id"])
 
 
+def test_pad_batch_pads_features_with_zeros():
+    arrays = {
+        "weight": np.ones(2, np.float32),
+        "mask": np.ones((2, 3), np.uint8),
+        "features": np.arange(12, dtype=np.float32).reshape(2, 3, 2) + 1,
+        "frequency_bucket": np.array([4, 9], np.int32),
+    }
+
+    padded = pad_batch(arrays, 4)
+
+    assert padded["features"].shape == (4, 3, 2)
+    assert padded["features"].dtype == np.float32
+    np.testing.assert_array_equal(padded["features"][:2], arrays["features"])
+    np.testing.assert_array_equal(padded["features"][2:], 0)
+    np.testing.assert_array_equal(padded["frequency_bucket"], [4, 9, 0, 0])
+
+
+def test_batch_to_numpy_checks_optional_columns(tmp_path):
+    import pyarrow as pa
+
+    path = tmp_path / "log"
+    path.write_text(WSCD)
+    batch = next(iter(read_batches("wscd", [path], Vocabulary(), positions=4)))
+    # Three rows of 4 slots with 2 float64 features each.
+    values = pa.array(np.zeros(3 * 4 * 2), pa.float64())
+    features = pa.FixedSizeListArray.from_arrays(pa.FixedSizeListArray.from_arrays(values, 2), 4)
+
+    with pytest.raises(ValueError, match="column 'features' has dtype float64, expected float32"):
+        batch_to_numpy(batch.append_column("features", features))
+    bucket = pa.array([[1]] * 3, pa.list_(pa.int32(), 1))
+    with pytest.raises(ValueError, match="column 'frequency_bucket' has shape"):
+        batch_to_numpy(batch.append_column("frequency_bucket", bucket))
+
+
 def test_pad_batch_rejects_oversized_batch():
     log, _ = simulate_pbm(sessions=6, pairs=10, theta=[0.9, 0.5], seed=0)
 

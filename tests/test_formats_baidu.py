@@ -107,6 +107,8 @@ def test_annotation_example(tmp_path):
     np.testing.assert_array_equal(column(batches, "click"), [[0, 0]])
     np.testing.assert_array_equal(column(batches, "mask"), [[1, 1]])
     np.testing.assert_array_equal(column(batches, "position"), [[1, 2]])
+    np.testing.assert_array_equal(column(batches, "frequency_bucket"), [0])
+    assert batches[0].schema.field("frequency_bucket").type == pa.int32()
     assert reader.stats["sessions_read"] == 2
     assert reader.stats["missing_results"] == 1
     assert reader.stats["sessions_without_results"] == 1
@@ -252,7 +254,7 @@ def test_annotation_round_trip(tmp_path, queries):
     path = write(tmp_path, "annotation", render_annotation(queries))
     batches, reader = read("baidu-annotation", [path], positions=None)
 
-    rows, labels = [], []
+    rows, labels, buckets = [], [], []
     for query, documents in merge_adjacent(queries):
         rank, kept = 0, []
         for kind, title, abstract, label, _ in documents:
@@ -264,6 +266,8 @@ def test_annotation_round_trip(tmp_path, queries):
         if kept:
             rows.append((query, [entry[:3] for entry in kept]))
             labels.append([entry[3] for entry in kept])
+            # The first line of a query, shown or not, gives its bucket.
+            buckets.append(documents[0][4])
     # Rows are as wide as the largest rank, which a missing document can push past the list length.
     longest = max((results[-1][1] for _, results in rows), default=1)
     assert reader.positions == longest
@@ -271,4 +275,5 @@ def test_annotation_round_trip(tmp_path, queries):
         for name, values in expected_columns(rows, longest).items():
             np.testing.assert_array_equal(column(batches, name), values, err_msg=name)
         np.testing.assert_array_equal(column(batches, "label"), [row + [-1] * (longest - len(row)) for row in labels])
+        np.testing.assert_array_equal(column(batches, "frequency_bucket"), buckets)
     assert reader.stats["sessions_kept"] == len(rows)

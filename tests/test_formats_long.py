@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from clickjax import _native
 from clickjax.cli import main
-from clickjax.data import ClickLog, read_batches
+from clickjax.data import ClickLog, batch_to_numpy, read_batches
 from clickjax.formats.long import read_long
 from test_formats_baidu import baidu_sessions, render_baidu
 from test_readers import WSCD_FIXTURE, column, read, write
@@ -220,3 +220,81 @@ def test_train_on_parquet(tmp_path, capsys):
 
     assert code == 0
     assert "train: 3 sessions read from 8 lines, 3 kept" in capsys.readouterr().out
+
+
+def feature_rows():
+    """WSCD_ROWS with two numeric features and a 3-value embedding per impression."""
+    rows = dict(WSCD_ROWS)
+    rows["score"] = pa.array([0.5 * i for i in range(8)], pa.float64())
+    rows["clicks_before"] = pa.array(list(range(10, 18)), pa.int32())
+    rows["embedding"] = pa.array([[i, -i, i / 4] for i in range(8)], pa.list_(pa.float16()))
+    return rows
+
+
+def test_features_from_numeric_and_list_columns():
+    # Shuffle the rows: features must follow their impression, not their row.
+    table = pa.table(feature_rows()).take([7, 2, 0, 5, 1, 3, 6, 4])
+
+    reader = read_long(table, _native.Vocabulary(), positions=3, features=["score", "embedding", "clicks_before"])
+    arrays = batch_to_numpy(reader.batches[0])
+
+    features = arrays["features"]
+    assert features.dtype == np.float32
+    assert features.shape == (3, 3, 5)
+    # Sessions come in order of their first row: session 2 (rows 6-7), then 0 (rows 0-2), then 1
+    # (rows 3-5), each in rank order.
+    expected = np.zeros((3, 3, 5), np.float32)
+    for session, rows in enumerate([[6, 7], [0, 1, 2], [3, 4, 5]]):
+        for slot, row in enumerate(rows):
+            expected[session, slot] = [0.5 * row, row, -row, row / 4, 10 + row]
+    np.testing.assert_array_equal(features, expected)
+
+
+def test_features_zero_copy():
+    rows = feature_rows()
+    rows["embedding"] = pa.array([[i, -i, i / 4] for i in range(8)], pa.list_(pa.float32(), 3))
+    batch = read_long(pa.table(rows), _native.Vocabulary(), positions=4, features=["embedding"]).batches[0]
+
+    arrays = batch_to_numpy(batch)
+
+    column = batch.column("features")
+    assert column.null_count == 0
+    slots = column.flatten()
+    values = slots.flatten()
+    assert column.buffers()[0] is None and slots.buffers()[0] is None, "no validity bitmap"
+    address = values.buffers()[1].address + values.offset * 4
+    assert arrays["features"].__array_interface__["data"][0] == address
+    assert address % 64 == 0
+    assert arrays["features"].shape == (3, 4, 3)
+    np.testing.assert_array_equal(arrays["features"][2, 2:], 0, err_msg="padding slots")
+
+
+def test_features_truncated_with_results():
+    reader = read_long(pa.table(feature_rows()), _native.Vocabulary(), positions=2, features=["score"])
+    features = batch_to_numpy(reader.batches[0])["features"]
+    np.testing.assert_array_equal(features[:, :, 0], [[0.0, 0.5], [1.5, 2.0], [3.0, 3.5]])
+    assert reader.stats["results_truncated"] == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "message"),
+    [
+        ("missing", None, "no column 'missing'"),
+        ("score", pa.array(["a"] * 8), "column 'score': a feature column must be numeric or a list of numbers, got string"),
+        ("score", pa.array([1.0, None] + [1.0] * 6), "row 1, column 'score': null feature value"),
+        ("score", pa.array([[1.0]] * 7 + [[1.0, 2.0]], pa.list_(pa.float32())), "row 7, column 'score': 2 features, but row 0 has 1"),
+        ("score", pa.array([["a"]] * 8, pa.list_(pa.string())), "a feature list must hold numbers"),
+        ("score", pa.array([2**30] * 8, pa.int64()), "lose precision"),
+    ],
+)
+def test_invalid_feature_columns(name, values, message):
+    rows = dict(WSCD_ROWS)
+    if values is not None:
+        rows[name] = values
+    with pytest.raises(ValueError, match=message):
+        read_long(pa.table(rows), _native.Vocabulary(), features=[name])
+
+
+def test_features_only_for_columnar_formats(tmp_path):
+    with pytest.raises(ValueError, match="features apply to the long and hf-baidu formats, not to wscd"):
+        read_batches("wscd", [tmp_path / "log"], _native.Vocabulary(), features=["score"])

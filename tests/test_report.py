@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from clickjax import _native
 from clickjax.cli import main
-from clickjax.report import CHANGES, OUT_OF_VOCABULARY, SESSION_DROPS, LoadReport
+from clickjax.data import FORMATS
+from clickjax.report import CHANGES, FORMAT_COUNTERS, OUT_OF_VOCABULARY, SESSION_DROPS, LoadReport
 
 WSCD = "1_1\t11,12 : 12 , 12 , 99;1_1\t11 :;2_1\t21 : 21\n"
 
@@ -109,3 +112,57 @@ def test_train_prints_report_of_each_input(tmp_path, capsys):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["reader_stats"]["train"]["repeated_clicks"] == 1
     assert metrics["reader_stats"]["test"]["oov_pairs"] == 1
+
+
+# Expected counters per format, written out rather than derived from FORMAT_COUNTERS.
+RULES = ["sessions_without_results", "sessions_dropped_few_results", "sessions_dropped_without_clicks",
+         "sessions_dropped_rare_query", "results_truncated", "oov_queries", "oov_documents", "oov_pairs"]
+TEXT = [*RULES, "sessions_skipped", "corrupt_inputs"]
+EXPECTED_COUNTERS = {
+    "baidu": [*TEXT, "missing_results", "pseudo_results"],
+    "baidu-annotation": [*TEXT, "missing_results", "pseudo_results"],
+    "yandex": [*TEXT, "repeated_clicks", "clicks_not_shown", "clicks_before_query"],
+    "wscd": [*TEXT, "repeated_clicks", "clicks_not_shown"],
+    "clickmodels": [*TEXT, "repeated_clicks", "extra_click_entries", "invalid_position_keys"],
+    "hf-baidu": RULES,
+    "long": RULES,
+}
+DESCRIPTIONS = {**SESSION_DROPS, **CHANGES, **OUT_OF_VOCABULARY, "corrupt_inputs": "corrupt gzip inputs skipped"}
+
+
+@pytest.mark.parametrize("log_format", sorted(EXPECTED_COUNTERS))
+def test_format_prints_counters_of_format(log_format):
+    text = LoadReport.from_stats({"sessions_read": 2, "sessions_kept": 2}, log_format=log_format).format()
+
+    printed = {key for key, description in DESCRIPTIONS.items() if description in text}
+    assert printed == set(EXPECTED_COUNTERS[log_format])
+
+
+def test_format_prints_nonzero_counter_of_other_format():
+    text = LoadReport.from_stats({"missing_results": 3, "corrupt_inputs": 1}, log_format="long").format()
+
+    assert f"3  {CHANGES['missing_results']}" in text
+    assert "corrupt gzip inputs skipped: 1" in text
+    assert CHANGES["pseudo_results"] not in text
+
+
+def test_every_format_has_counters():
+    assert set(FORMAT_COUNTERS) == set(FORMATS)
+    with pytest.raises(ValueError, match="unknown log format 'csv'"):
+        LoadReport.from_stats({}, log_format="csv")
+
+
+def test_train_report_omits_other_formats(tmp_path, capsys):
+    log = tmp_path / "log.txt"
+    log.write_text("7_1\t11,12,13 : 12;8_2\t21,22 : 22\n")
+
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(log), "--test", str(log),
+        "--epochs", "1", "--positions", "3", "--output", str(tmp_path / "run"),
+    ])
+
+    assert code == 0
+    out = capsys.readouterr().out
+    assert CHANGES["clicks_not_shown"] in out
+    assert CHANGES["missing_results"] not in out
+    assert CHANGES["extra_click_entries"] not in out

@@ -331,6 +331,10 @@ def batch_columns(
     drop_sessions_without_clicks: bool = False,
     min_results: int = 1,
     min_sessions_per_query: int = 1,
+    extra: list[tuple[str, pyarrow.Array]] = [],
+    session_columns: list[tuple[str, pyarrow.Int32Array]] = [],
+    features: pyarrow.FloatArray | None = None,
+    feature_width: int = 0,
 ) -> tuple[list[pyarrow.RecordBatch], dict[str, int], int]:
     """Apply the session rules to sessions given as flat columns and pad them into batches.
 
@@ -346,6 +350,14 @@ def batch_columns(
         click: `[results]` 0 or 1.
         positions, batch_size, drop_sessions_without_clicks, min_results,
             min_sessions_per_query: As for `BatchReader`.
+        extra: `[batch, positions]` columns to add, by name: `label` or a name of
+            `behaviour_columns()`, each a `[results]` float32 array (int32 for `label` and
+            `multimedia_type`).
+        session_columns: int32 `[batch]` columns to add, each a `[sessions]` array; only
+            `frequency_bucket`.
+        features: `[results * feature_width]` float32, the features of each result in turn; adds
+            the column `features`, `[batch, positions, feature_width]`.
+        feature_width: number of features per result, F, when `features` is given.
 
     Returns:
         The batches, the counters of `BatchReader.stats` (`lines_read` counts results) and the
@@ -354,3 +366,6 @@ def batch_columns(
     Raises:
         ValueError: A column has the wrong type or length, or invalid values.
     """
+
+def behaviour_columns() -> list[str]:
+    """Return the names of the Baidu behaviour columns a reader can add, in the order of a line."""

@@ -115,6 +115,34 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         help="memory limit for the training estimate, such as 16G (default: the memory available now); "
         "train stops before allocating when the estimate exceeds it",
     )
+    train.add_argument(
+        "--query-key", default=None, metavar="KEY",
+        help="what identifies a query: for yandex, query_region (query id and region, default) or query; for "
+        "hf-baidu, query_md5 (default) or query_id",
+    )
+    train.add_argument(
+        "--behaviour", nargs="+", default=[], metavar="NAME",
+        help="Baidu behaviour columns to read (baidu and hf-baidu), such as multimedia_type dwelling_time; "
+        "see docs/data.md for the names",
+    )
+    train.add_argument(
+        "--features", nargs="+", default=[], metavar="NAME",
+        help="numeric or list columns to read as dense features per result (long and hf-baidu), such as bm25 "
+        "query_document_embedding",
+    )
+    train.add_argument(
+        "--min-results", type=int, default=1, metavar="N",
+        help="drop sessions with fewer than N results after truncation to --positions (default: 1)",
+    )
+    train.add_argument(
+        "--min-sessions-per-query", type=int, default=1, metavar="N",
+        help="drop the training sessions of queries with fewer than N training sessions; above 1 the training log is "
+        "read twice (default: 1)",
+    )
+    train.add_argument(
+        "--drop-sessions-without-clicks", action="store_true",
+        help="drop sessions without any click (kept by default, since dropping them biases examination estimates)",
+    )
     _add_training_options(train)
     _add_common_options(train)
     train.set_defaults(handler=_train_command)
@@ -200,6 +228,12 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
         seed=args.seed,
         on_error=args.on_error,
         document_key=getattr(args, "document_key", None),
+        query_key=getattr(args, "query_key", None),
+        behaviour=getattr(args, "behaviour", []),
+        features=getattr(args, "features", []),
+        min_results=getattr(args, "min_results", 1),
+        min_sessions_per_query=getattr(args, "min_sessions_per_query", 1),
+        drop_sessions_without_clicks=getattr(args, "drop_sessions_without_clicks", False),
         **paths,
     )
 

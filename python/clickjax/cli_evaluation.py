@@ -124,6 +124,14 @@ def _load_vocabulary(model_dir: Path, model) -> Vocabulary:
 def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog:
     config = _training_config(model_dir)
     annotation = args.format == "baidu-annotation"
+    rules = {}
+    if args.format == config.get("format"):
+        # Apply the session rules of training, as train did to its own test log, so the ids and sessions agree.
+        rules = {
+            "query_key": config.get("query_key"),
+            "min_results": config.get("min_results", 1),
+            "drop_sessions_without_clicks": config.get("drop_sessions_without_clicks", False),
+        }
     with bars.bar(f"reading the test log for {model_dir}", unit=" sessions") as bar:
         return ClickLog.read(
             args.format,
@@ -134,6 +142,7 @@ def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog:
             on_error=args.on_error,
             document_key=config.get("document_key") if not annotation else None,
             on_batch=bar.update,
+            **rules,
         )
 
 

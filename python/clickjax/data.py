@@ -14,8 +14,14 @@ follow the batch contract (P is the page length chosen with `positions`):
 | `mask`           | `[batch, positions]` | uint8 |
 | `weight`         | `[batch]`          | float32 |
 
-Baidu behaviour columns (`behaviour=[...]`, float32 or int32) and the `label` of annotation files
-(int32) follow as extra `[batch, positions]` columns. Their padding slots contain NaN or -1.
+Optional columns follow (see `OPTIONAL_COLUMNS`):
+
+- Baidu behaviour columns (`behaviour=[...]`, float32, and `multimedia_type`, int32) and the `label`
+  of annotation files (int32), `[batch, positions]`. Their padding slots contain NaN or -1.
+- `frequency_bucket`, `[batch]` int32: the search-frequency bucket (0-9) of an annotated query.
+- `features`, `[batch, positions, features]` float32: dense features per result, selected with
+  `features=[...]` (`long` and `hf-baidu` formats). Padding slots contain 0. The Arrow column is a
+  FixedSizeList of FixedSizeList of float32 with no validity bitmap at either level.
 
 `batch_to_numpy` turns such a RecordBatch into numpy arrays that share memory with the Arrow buffers.
 `ClickLog` keeps a whole log in memory for training with shuffling; a log far larger than memory can
@@ -46,12 +52,14 @@ import pyarrow as pa
 from clickjax._native import BatchReader
 from clickjax._native import Vocabulary
 from clickjax._native import read_labels as _read_labels
+from clickjax.formats.hf_baidu import read_hf_baidu
 from clickjax.formats.long import LongTableBatches, read_long
 from clickjax.vocabulary import load_vocabulary, save_vocabulary
 
 __all__ = [
     "BATCH_COLUMNS",
     "FORMATS",
+    "OPTIONAL_COLUMNS",
     "ClickLog",
     "Vocabulary",
     "batch_to_numpy",
@@ -71,9 +79,11 @@ logger = logging.getLogger(__name__)
 # - "yandex": the Yandex Relevance Prediction Challenge click log;
 # - "wscd": the WSCD sample format of PyClick's examples;
 # - "clickmodels": the ClickModels TSV, with JSON lists or JSON objects;
+# - "hf-baidu": Feather or Parquet exports of Baidu-ULTR by the Hugging Face loading script or its
+#   GitHub builder (see `clickjax.formats.hf_baidu`);
 # - "long": Parquet, CSV or Feather tables with one row per impression and the columns session,
 #   query, document, position and click (see `clickjax.formats.long`).
-FORMATS = ("baidu", "baidu-annotation", "yandex", "wscd", "clickmodels", "long")
+FORMATS = ("baidu", "baidu-annotation", "yandex", "wscd", "clickmodels", "hf-baidu", "long")
 
 # Schema metadata key of the counters of `read_relevance_labels`.
 LABEL_STATS_KEY = b"clickjax_stats"
@@ -88,6 +98,14 @@ BATCH_COLUMNS: dict[str, tuple[np.dtype, bool]] = {
     "click": (np.dtype(np.uint8), True),
     "mask": (np.dtype(np.uint8), True),
     "weight": (np.dtype(np.float32), False),
+}
+
+# Optional columns with a fixed dtype and rank: name -> (numpy dtype, number of dimensions).
+OPTIONAL_COLUMNS: dict[str, tuple[np.dtype, int]] = {
+    "features": (np.dtype(np.float32), 3),
+    "frequency_bucket": (np.dtype(np.int32), 1),
+    "label": (np.dtype(np.int32), 2),
+    "multimedia_type": (np.dtype(np.int32), 2),
 }
 
 PathLike = str | os.PathLike
@@ -107,6 +125,7 @@ def read_batches(
     behaviour: Sequence[str] = (),
     document_key: str | None = None,
     query_key: str | None = None,
+    features: Sequence[str] = (),
 ) -> BatchReader | LongTableBatches:
     """Stream a raw click log as Arrow RecordBatches.
 
@@ -127,32 +146,48 @@ def read_batches(
       min_sessions_per_query: drop the sessions of queries with fewer sessions than this that
         pass the other rules. Above 1 the files are read twice, a counting pass first.
       behaviour: Baidu behaviour columns to add, by name (`"dwelling_time"`, `"multimedia_type"`,
-        ...; see docs/data.md), as `[batch, positions]` columns in this order.
+        ...; see docs/data.md), as `[batch, positions]` columns in this order (`baidu` and
+        `hf-baidu` formats).
       document_key: `"url"` or `"text"` (Baidu: title and abstract tokens, the key annotation
-        files use); None takes the format's default.
-      query_key: Yandex only: `"query_region"` (default) or `"query"`.
+        files use; `hf-baidu`: the `url_md5` or `text_md5` column); None takes the format's
+        default.
+      query_key: Yandex: `"query_region"` (default) or `"query"`; `hf-baidu`: `"query_md5"`
+        (default) or `"query_id"`.
+      features: `long` and `hf-baidu` only: columns concatenated into a float32 `features`
+        column, `[batch, positions, features]` (see `clickjax.formats.long.feature_matrix`).
 
     Returns:
       An iterator of `pyarrow.RecordBatch` with the batch contract's columns; its `stats` property
       contains the reader's counters, which `clickjax.report.LoadReport.from_stats` explains. The
-      `long` format reads every table into memory first and ignores `on_error`, because a table
-      has no malformed lines. Its columns are named session, query, document, position and click,
+      `long` and `hf-baidu` formats read every table into memory first and ignore `on_error`,
+      because a table has no malformed lines. Its columns are named session, query, document, position and click,
       and `clickjax.formats.long.read_long` can read other names.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown log format {format!r}; expected one of {', '.join(FORMATS)}")
+    rules = dict(
+        positions=positions,
+        batch_size=batch_size,
+        drop_sessions_without_clicks=drop_sessions_without_clicks,
+        min_results=min_results,
+        min_sessions_per_query=min_sessions_per_query,
+    )
     if format == "long":
         if behaviour or document_key is not None or query_key is not None:
             raise ValueError("behaviour, document_key and query_key do not apply to the long format")
-        return read_long(
+        return read_long([os.fspath(path) for path in paths], vocabulary, features=features, **rules)
+    if format == "hf-baidu":
+        return read_hf_baidu(
             [os.fspath(path) for path in paths],
             vocabulary,
-            positions=positions,
-            batch_size=batch_size,
-            drop_sessions_without_clicks=drop_sessions_without_clicks,
-            min_results=min_results,
-            min_sessions_per_query=min_sessions_per_query,
+            behaviour=behaviour,
+            features=features,
+            document_key=document_key,
+            query_key=query_key or "query_md5",
+            **rules,
         )
+    if features:
+        raise ValueError(f"features apply to the long and hf-baidu formats, not to {format}")
     return BatchReader(
         format,
         [os.fspath(path) for path in paths],
@@ -205,9 +240,10 @@ def read_relevance_labels(
 def batch_to_numpy(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
     """Return the columns of a RecordBatch as numpy arrays that share memory with it.
 
-    Padded columns become `[batch, positions]` arrays, the others `[batch]`. No data is copied for an
-    unsliced batch from the Rust readers (its FixedSizeList columns have no validity bitmap). Columns
-    outside the batch contract are passed through the same way.
+    Padded columns become `[batch, positions]` arrays, `features` becomes `[batch, positions,
+    features]`, and the others `[batch]`. No data is copied for an unsliced batch from the Rust
+    readers (its FixedSizeList columns have no validity bitmap). Columns outside the batch contract
+    are passed through the same way.
 
     Raises:
       ValueError: a contract column is missing or has the wrong type.
@@ -216,12 +252,12 @@ def batch_to_numpy(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for name in batch.schema.names:
         column = batch.column(name)
-        if pa.types.is_fixed_size_list(column.type):
-            width = column.type.list_size
-            values = column.flatten().to_numpy(zero_copy_only=True)
-            arrays[name] = values.reshape(rows, width)
-        else:
-            arrays[name] = column.to_numpy(zero_copy_only=True)
+        shape = [rows]
+        # Each level of FixedSizeList nesting adds a dimension.
+        while pa.types.is_fixed_size_list(column.type):
+            shape.append(column.type.list_size)
+            column = column.flatten()
+        arrays[name] = column.to_numpy(zero_copy_only=True).reshape(shape)
     _check_contract(arrays)
     return arrays
 
@@ -283,8 +319,8 @@ class ClickLog:
         """Read a whole raw log into memory.
 
         `positions` and the keyword options (`on_error`, `drop_sessions_without_clicks`,
-        `min_results`, `min_sessions_per_query`, `behaviour`, `document_key`, `query_key`) are
-        those of `read_batches`. With `positions=None` the log's `positions` is the largest rank.
+        `min_results`, `min_sessions_per_query`, `behaviour`, `document_key`, `query_key`,
+        `features`) are those of `read_batches`. With `positions=None` the log's `positions` is the largest rank.
         `on_batch`, if given, receives the number of sessions of each batch as it is read (the
         CLI drives a progress bar with it).
         """
@@ -351,11 +387,18 @@ def _check_contract(arrays: Mapping[str, np.ndarray]) -> None:
     for name, (dtype, padded) in BATCH_COLUMNS.items():
         if name not in arrays:
             raise ValueError(f"batch has no column {name!r}; expected the columns {list(BATCH_COLUMNS)}")
-        array = arrays[name]
-        if array.dtype != dtype:
-            raise ValueError(f"column {name!r} has dtype {array.dtype}, expected {dtype}")
-        expected_ndim = 2 if padded else 1
-        if array.ndim != expected_ndim:
-            raise ValueError(
-                f"column {name!r} has shape {array.shape}, expected {expected_ndim} dimensions"
-            )
+        _check_column(name, arrays[name], dtype, 2 if padded else 1)
+    for name, (dtype, ndim) in OPTIONAL_COLUMNS.items():
+        if name in arrays:
+            _check_column(name, arrays[name], dtype, ndim)
+    rows, positions = arrays["click"].shape
+    for name, array in arrays.items():
+        if array.ndim >= 2 and array.shape[:2] != (rows, positions):
+            raise ValueError(f"column {name!r} has shape {array.shape}, expected [batch, positions] = [{rows}, {positions}] first")
+
+
+def _check_column(name: str, array: np.ndarray, dtype: np.dtype, ndim: int) -> None:
+    if array.dtype != dtype:
+        raise ValueError(f"column {name!r} has dtype {array.dtype}, expected {dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"column {name!r} has shape {array.shape}, expected {ndim} dimensions")

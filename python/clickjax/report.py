@@ -10,6 +10,10 @@ the text that `clickjax train` prints for each input:
 Sessions add up: `sessions_read == sessions_kept + sessions_dropped`, where `sessions_dropped` sums the
 five reasons in `SESSION_DROPS`. Sessions without any logged click are kept unless
 `drop_sessions_without_clicks` is set, so they appear apart from the drops.
+
+Given the log format (`LoadReport.from_stats(stats, log_format="wscd")`), `format()` prints only the
+counters that the format's reader can change (see `FORMAT_COUNTERS`), plus any other counter that is
+not zero.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["CHANGES", "OUT_OF_VOCABULARY", "SESSION_DROPS", "LoadReport"]
+__all__ = ["CHANGES", "FORMAT_COUNTERS", "OUT_OF_VOCABULARY", "SESSION_DROPS", "LoadReport"]
 
 # Why a session produced no row: counter name -> description.
 SESSION_DROPS: dict[str, str] = {
@@ -50,6 +54,32 @@ OUT_OF_VOCABULARY: dict[str, str] = {
 
 _SKIPPED_PREFIX = "skipped_"
 
+# Counters of the session rules and the vocabulary, which every reader applies.
+_RULE_COUNTERS = frozenset(
+    {
+        "sessions_without_results",
+        "sessions_dropped_few_results",
+        "sessions_dropped_without_clicks",
+        "sessions_dropped_rare_query",
+        "results_truncated",
+        *OUT_OF_VOCABULARY,
+    }
+)
+# Counters of the text readers, which skip malformed sessions and read gzip.
+_TEXT_COUNTERS = _RULE_COUNTERS | {"sessions_skipped", "corrupt_inputs"}
+
+# The counters of `SESSION_DROPS`, `CHANGES`, `OUT_OF_VOCABULARY` and `corrupt_inputs` that each
+# log format's reader can make non-zero.
+FORMAT_COUNTERS: dict[str, frozenset[str]] = {
+    "baidu": _TEXT_COUNTERS | {"missing_results", "pseudo_results"},
+    "baidu-annotation": _TEXT_COUNTERS | {"missing_results", "pseudo_results"},
+    "yandex": _TEXT_COUNTERS | {"repeated_clicks", "clicks_not_shown", "clicks_before_query"},
+    "wscd": _TEXT_COUNTERS | {"repeated_clicks", "clicks_not_shown"},
+    "clickmodels": _TEXT_COUNTERS | {"repeated_clicks", "extra_click_entries", "invalid_position_keys"},
+    "hf-baidu": _RULE_COUNTERS,
+    "long": _RULE_COUNTERS,
+}
+
 
 @dataclass(frozen=True)
 class LoadReport:
@@ -57,6 +87,7 @@ class LoadReport:
 
     Attributes:
       name: what was read, such as "train" or a file name; used as the heading of `format()`.
+      log_format: the format read, a key of `FORMAT_COUNTERS`, or None to print every counter.
       lines_read: physical lines read, blank lines included.
       sessions_read: sessions found, well-formed or not.
       sessions_kept: sessions written as rows.
@@ -72,6 +103,7 @@ class LoadReport:
     """
 
     name: str = ""
+    log_format: str | None = None
     lines_read: int = 0
     sessions_read: int = 0
     sessions_kept: int = 0
@@ -97,9 +129,11 @@ class LoadReport:
     other: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_stats(cls, stats: Mapping[str, int], name: str = "") -> LoadReport:
+    def from_stats(cls, stats: Mapping[str, int], name: str = "", log_format: str | None = None) -> LoadReport:
         """Build a report from a reader's `stats` dict; counters missing from it are 0."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"name", "skipped_by_field", "other"}
+        if log_format is not None and log_format not in FORMAT_COUNTERS:
+            raise ValueError(f"unknown log format {log_format!r}; expected one of {', '.join(FORMAT_COUNTERS)}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"name", "log_format", "skipped_by_field", "other"}
         counters, skipped, other = {}, {}, {}
         for key, value in stats.items():
             if key in known:
@@ -109,7 +143,7 @@ class LoadReport:
                     skipped[key.removeprefix(_SKIPPED_PREFIX)] = int(value)
             else:
                 other[key] = int(value)
-        return cls(name=name, skipped_by_field=skipped, other=other, **counters)
+        return cls(name=name, log_format=log_format, skipped_by_field=skipped, other=other, **counters)
 
     @property
     def sessions_dropped(self) -> int:
@@ -121,7 +155,11 @@ class LoadReport:
         return {**dataclasses.asdict(self), "sessions_dropped": self.sessions_dropped}
 
     def format(self) -> str:
-        """Render the report as plain text, one counter per line, zeros included."""
+        """Render the report as plain text, one counter per line.
+
+        Counters that apply to `log_format` are printed even when zero; the others only when not
+        zero. Without a `log_format`, every counter is printed.
+        """
         heading = f"{self.name}: " if self.name else ""
         kept_share = f" ({self.sessions_kept / self.sessions_read:.1%})" if self.sessions_read else ""
         lines = [
@@ -131,8 +169,11 @@ class LoadReport:
         width = len(f"{max(self._all_counts(), default=0):,}")
 
         def rows(title: str, descriptions: Mapping[str, str]) -> None:
+            printed = {key: text for key, text in descriptions.items() if self._applies(key)}
+            if not printed:
+                return
             lines.append(f"  {title}")
-            for key, description in descriptions.items():
+            for key, description in printed.items():
                 lines.append(f"    {getattr(self, key):>{width},}  {description}")
                 if key == "sessions_skipped" and self.skipped_by_field:
                     fields = ", ".join(f"{name} {count:,}" for name, count in sorted(self.skipped_by_field.items()))
@@ -142,10 +183,17 @@ class LoadReport:
         lines.append(f"  sessions without any logged click: {self.sessions_without_clicks:,}")
         rows("results and clicks changed", CHANGES)
         rows("out of vocabulary", OUT_OF_VOCABULARY)
-        lines.append(f"  corrupt gzip inputs skipped: {self.corrupt_inputs:,}")
+        if self._applies("corrupt_inputs"):
+            lines.append(f"  corrupt gzip inputs skipped: {self.corrupt_inputs:,}")
         for key, value in sorted(self.other.items()):
             lines.append(f"  {key}: {value:,}")
         return "\n".join(lines)
+
+    def _applies(self, key: str) -> bool:
+        """Return whether `format()` prints the counter `key`."""
+        if self.log_format is None or getattr(self, key):
+            return True
+        return key in FORMAT_COUNTERS[self.log_format]
 
     def _all_counts(self) -> list[int]:
         keys = [*SESSION_DROPS, *CHANGES, *OUT_OF_VOCABULARY]

@@ -74,13 +74,20 @@ class TrainingConfig:
     on_error: str = "strict"
     # None takes the format's default document key ("url", or "text" for annotation files).
     document_key: str | None = None
+    # None takes the format's default query key ("query_region" for yandex, "query_md5" for hf-baidu).
+    query_key: str | None = None
+    behaviour: list[str] = field(default_factory=list)
+    features: list[str] = field(default_factory=list)
+    min_results: int = 1
+    min_sessions_per_query: int = 1
+    drop_sessions_without_clicks: bool = False
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(sorted(MODELS))}")
         if self.positions < 1:
             raise ValueError(f"--positions must be at least 1, got {self.positions}")
-        for option in ("epochs", "batch_size", "patience"):
+        for option in ("epochs", "batch_size", "patience", "min_results", "min_sessions_per_query"):
             value = getattr(self, option)
             if value < 1:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
@@ -119,14 +126,14 @@ def train_and_evaluate(
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
-    train = _read(config, config.train, vocabulary, "training", bars)
+    train = _read(config, config.train, vocabulary, "training", bars, min_sessions_per_query=config.min_sessions_per_query)
     vocabulary.freeze()
     validation = _read(config, config.validation, vocabulary, "validation", bars) if config.validation else None
     test = _read(config, config.test, vocabulary, "test", bars)
     if on_loaded is not None:
         for name, log in [("train", train), ("validation", validation), ("test", test)]:
             if log is not None:
-                on_loaded(LoadReport.from_stats(log.stats, name=name))
+                on_loaded(LoadReport.from_stats(log.stats, name=name, log_format=config.format))
 
     _check_memory(config, vocabulary.pair_table_size, validation is not None, max_memory, on_memory)
     model = MODELS[config.model](
@@ -202,7 +209,16 @@ def train_and_evaluate(
     return summary
 
 
-def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str, bars: Progress) -> ClickLog:
+def _read(
+    config: TrainingConfig,
+    paths: list[str],
+    vocabulary: Vocabulary,
+    role: str,
+    bars: Progress,
+    min_sessions_per_query: int = 1,
+) -> ClickLog:
+    # The rare-query rule shapes the training data. Applied to a test log it would drop test sessions
+    # by their count there, so validation and test logs keep every query.
     started = time.perf_counter()
     try:
         with bars.bar(f"reading the {role} log", unit=" sessions") as bar:
@@ -213,6 +229,12 @@ def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role
                 positions=config.positions,
                 on_error=config.on_error,
                 document_key=config.document_key,
+                query_key=config.query_key,
+                behaviour=config.behaviour,
+                features=config.features,
+                min_results=config.min_results,
+                min_sessions_per_query=min_sessions_per_query,
+                drop_sessions_without_clicks=config.drop_sessions_without_clicks,
                 on_batch=bar.update,
             )
     except FileNotFoundError as error:

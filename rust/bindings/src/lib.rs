@@ -10,15 +10,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type, UInt64Type, UInt8Type};
+use arrow_array::types::{Float32Type, Int32Type, Int64Type, UInt64Type, UInt8Type};
 use arrow_array::{make_array, Array, ArrayRef, ArrowPrimitiveType, RecordBatch, UInt64Array};
 use arrow_data::ArrayData;
 use arrow_pyarrow::{PyArrowType, ToPyArrow};
+use clickjax_core::behaviour::{behaviour_names, ValueKind};
 use clickjax_core::columnar::{
-    batch_columnar_sessions, fingerprint_keys, ColumnarSessions, KeyRole,
+    batch_columnar_sessions, extra_column, fingerprint_keys, session_column, ColumnarSessions,
+    KeyRole, MAX_FEATURES,
 };
 use clickjax_core::{
-    read_relevance_labels, BatchReader, ErrorPolicy, Format, QueryKey, ReaderOptions,
+    read_relevance_labels, BatchLayout, BatchReader, ErrorPolicy, Format, QueryKey, ReaderOptions,
     SharedVocabulary, Vocabulary,
 };
 use pyo3::exceptions::PyValueError;
@@ -273,12 +275,69 @@ fn values<T: ArrowPrimitiveType>(array: &ArrayRef, column: &str) -> PyResult<Vec
     }
 }
 
+/// Values of the optional columns of columnar sessions, owned, with their batch layout.
+#[derive(Default)]
+struct OptionalColumns {
+    layout: BatchLayout,
+    floats: Vec<Vec<f32>>,
+    ints: Vec<Vec<i32>>,
+    sessions: Vec<Vec<i32>>,
+    features: Vec<f32>,
+}
+
+impl OptionalColumns {
+    /// Resolves the column names and checks each array's type: float32 or int32 as the column
+    /// requires, int32 session columns, float32 features of `feature_width` values per result.
+    fn new(
+        extra: Vec<(String, PyArrowType<ArrayData>)>,
+        session_columns: Vec<(String, PyArrowType<ArrayData>)>,
+        features: Option<PyArrowType<ArrayData>>,
+        feature_width: usize,
+    ) -> PyResult<Self> {
+        let value_error = |error: clickjax_core::Error| PyValueError::new_err(error.to_string());
+        let mut columns = OptionalColumns::default();
+        for (name, array) in extra {
+            let column = extra_column(&name).map_err(value_error)?;
+            let array = make_array(array.0);
+            match column.kind {
+                ValueKind::Float32 => columns.floats.push(values::<Float32Type>(&array, &name)?),
+                ValueKind::Int32 => columns.ints.push(values::<Int32Type>(&array, &name)?),
+            }
+            columns.layout.extra.push(column);
+        }
+        for (name, array) in session_columns {
+            let column = session_column(&name).map_err(value_error)?;
+            columns
+                .sessions
+                .push(values::<Int32Type>(&make_array(array.0), &name)?);
+            columns.layout.session_columns.push(column);
+        }
+        if let Some(array) = features {
+            if feature_width == 0 || feature_width > MAX_FEATURES {
+                return Err(PyValueError::new_err(format!(
+                    "invalid feature_width {feature_width}: expected 1 to {MAX_FEATURES}"
+                )));
+            }
+            columns.features = values::<Float32Type>(&make_array(array.0), "features")?;
+            columns.layout.features = feature_width;
+        }
+        Ok(columns)
+    }
+}
+
+/// Returns the names of the Baidu behaviour columns a reader can add, in the order of a line.
+#[pyfunction]
+fn behaviour_columns() -> Vec<&'static str> {
+    behaviour_names()
+}
+
 /// Pads columnar sessions into batches; returns the batches, the counters and the slots per row.
 #[pyfunction]
 #[pyo3(signature = (
     vocabulary, query, offsets, document, position, click, *, positions = Some(10),
     batch_size = 1024, drop_sessions_without_clicks = false, min_results = 1,
-    min_sessions_per_query = 1
+    min_sessions_per_query = 1, extra = Vec::new(), session_columns = Vec::new(),
+    features = None, feature_width = 0
 ))]
 #[allow(clippy::too_many_arguments)]
 fn batch_columns<'py>(
@@ -294,7 +353,12 @@ fn batch_columns<'py>(
     drop_sessions_without_clicks: bool,
     min_results: i64,
     min_sessions_per_query: i64,
+    extra: Vec<(String, PyArrowType<ArrayData>)>,
+    session_columns: Vec<(String, PyArrowType<ArrayData>)>,
+    features: Option<PyArrowType<ArrayData>>,
+    feature_width: usize,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>, usize)> {
+    let optional = OptionalColumns::new(extra, session_columns, features, feature_width)?;
     let query = values::<UInt64Type>(&make_array(query.0), "query")?;
     let offsets = values::<Int64Type>(&make_array(offsets.0), "offsets")?;
     let document = values::<UInt64Type>(&make_array(document.0), "document")?;
@@ -310,14 +374,21 @@ fn batch_columns<'py>(
         )?
         .with_min_results(min_results)?
         .with_min_sessions_per_query(min_sessions_per_query)?;
+        let floats: Vec<&[f32]> = optional.floats.iter().map(Vec::as_slice).collect();
+        let ints: Vec<&[i32]> = optional.ints.iter().map(Vec::as_slice).collect();
+        let session_ints: Vec<&[i32]> = optional.sessions.iter().map(Vec::as_slice).collect();
         let sessions = ColumnarSessions {
             query: &query,
             offsets: &offsets,
             document: &document,
             position: &position,
             click: &click,
+            float_columns: &floats,
+            int_columns: &ints,
+            session_columns: &session_ints,
+            features: &optional.features,
         };
-        batch_columnar_sessions(&sessions, &mut lock(&shared), &options)
+        batch_columnar_sessions(&sessions, &optional.layout, &mut lock(&shared), &options)
     };
     let result = py.detach(run).map_err(|error| to_py_err(py, error))?;
     let batches = PyList::empty(py);
@@ -342,5 +413,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(read_labels, module)?)?;
     module.add_function(wrap_pyfunction!(fingerprint, module)?)?;
     module.add_function(wrap_pyfunction!(batch_columns, module)?)?;
+    module.add_function(wrap_pyfunction!(behaviour_columns, module)?)?;
     Ok(())
 }

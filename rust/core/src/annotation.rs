@@ -5,7 +5,8 @@
 //! abstract tokens, label (0 to 4) and search-frequency bucket (0 to 9). The lines of a query are
 //! consecutive, and a new query starts where the query token field changes. Qids are not unique,
 //! so they are not used. Each query becomes one session whose results are its documents in file
-//! order, with no click and an `ints` value per result holding the label.
+//! order, with no click, an `ints` value per result holding the label, and the frequency bucket
+//! as its one `session_ints` value.
 //!
 //! The file has no URL, so a document is keyed by its text (see
 //! [`text_document_fingerprint`]), the key that Baidu click logs read with
@@ -35,6 +36,7 @@ struct DocumentLine {
     kind: ResultKind,
     document_key: u64,
     label: i32,
+    frequency_bucket: i32,
 }
 
 fn parse_document(fields: &[&[u8]; FIELDS]) -> Result<DocumentLine, FieldError> {
@@ -52,17 +54,21 @@ fn parse_document(fields: &[&[u8]; FIELDS]) -> Result<DocumentLine, FieldError> 
             ))
         }
     };
-    if parse_u32(bucket).is_none_or(|value| value > MAX_FREQUENCY_BUCKET) {
-        return Err(FieldError::new(
-            Field::FrequencyBucket,
-            bucket,
-            format!("an integer from 0 to {MAX_FREQUENCY_BUCKET}"),
-        ));
-    }
+    let frequency_bucket = match parse_u32(bucket) {
+        Some(value) if value <= MAX_FREQUENCY_BUCKET => value as i32,
+        _ => {
+            return Err(FieldError::new(
+                Field::FrequencyBucket,
+                bucket,
+                format!("an integer from 0 to {MAX_FREQUENCY_BUCKET}"),
+            ))
+        }
+    };
     Ok(DocumentLine {
         kind: ResultKind::of_title(title),
         document_key: text_document_fingerprint(title, abstract_tokens),
         label,
+        frequency_bucket,
     })
 }
 
@@ -129,6 +135,11 @@ impl AnnotationParser {
     }
 
     fn add_document(&mut self, document: DocumentLine) {
+        // The bucket describes the query, so the first line of a query sets it.
+        // NOTE: a later line with another bucket is accepted and its bucket ignored.
+        if self.building.session_ints.is_empty() {
+            self.building.session_ints.push(document.frequency_bucket);
+        }
         match document.kind {
             ResultKind::Shown => {
                 self.rank = self.rank.saturating_add(1);

@@ -52,6 +52,8 @@ fn fixture_groups_by_query_text() {
         ]
     );
     assert_eq!(sessions[0].ints, vec![3, 0]);
+    assert_eq!(sessions[0].session_ints, vec![0]);
+    assert_eq!(sessions[1].session_ints, vec![8]);
     assert!(!sessions[0].has_logged_click);
 
     // The only document of the second query has missing content.

@@ -9,11 +9,14 @@
 //! | `click`, `mask` | FixedSizeList<UInt8, P> | `[batch, positions]` |
 //! | `weight` | Float32 | `[batch]` |
 //! | extra columns (behaviour signals, `label`) | FixedSizeList<Float32 or Int32, P> | `[batch, positions]` |
+//! | session columns (`frequency_bucket`) | Int32 | `[batch]` |
+//! | `features` | FixedSizeList<FixedSizeList<Float32, F>, P> | `[batch, positions, features]` |
 //!
-//! No array has a validity bitmap. Padding slots of the contract columns contain 0, and `mask`
-//! marks the real results. Padding slots of the extra columns contain their missing value (NaN
-//! or -1). Every
-//! buffer comes from an Arrow `BufferBuilder`, whose allocations are aligned to at least 64 bytes,
+//! The optional columns follow the contract columns in the order of the table, as a
+//! [`BatchLayout`] selects them. No array has a validity bitmap, at any level of nesting. Padding
+//! slots of the contract columns and of `features` contain 0, and `mask` marks the real results.
+//! Padding slots of the extra columns contain their missing value (NaN or -1). Every buffer comes
+//! from an Arrow `BufferBuilder`, whose allocations are aligned to at least 64 bytes,
 //! so numpy can view a flattened column without a copy and JAX's CPU backend can alias it.
 
 use std::sync::Arc;
@@ -34,9 +37,33 @@ use crate::vocabulary::{self, Vocabulary, PADDING_ID};
 /// `batch_size` costs memory only once it is filled.
 const INITIAL_ROWS: usize = 4096;
 
-/// Returns the schema of a batch with `positions` slots per row and the given extra columns after
-/// the contract columns.
-pub fn batch_schema(positions: usize, extra: &[ExtraColumn]) -> SchemaRef {
+/// The optional columns of a batch, after the contract columns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchLayout {
+    /// `[batch, positions]` columns, in this order.
+    pub extra: Vec<ExtraColumn>,
+    /// Int32 `[batch]` columns with one value per session, in this order.
+    pub session_columns: Vec<&'static str>,
+    /// Width F of the float32 `features` column, `[batch, positions, F]`; 0 for no such column.
+    pub features: usize,
+}
+
+impl BatchLayout {
+    /// Creates a layout with `[batch, positions]` extra columns and nothing else.
+    pub fn with_extra(extra: Vec<ExtraColumn>) -> Self {
+        BatchLayout {
+            extra,
+            ..BatchLayout::default()
+        }
+    }
+}
+
+/// Name of the dense feature column.
+pub const FEATURES_COLUMN: &str = "features";
+
+/// Returns the schema of a batch with `positions` slots per row and the optional columns of
+/// `layout` after the contract columns.
+pub fn batch_schema(positions: usize, layout: &BatchLayout) -> SchemaRef {
     // `positions` is validated to fit in i32 by the reader options.
     let list = |item: DataType| DataType::FixedSizeList(list_item(item), positions as i32);
     let mut fields = vec![
@@ -49,14 +76,30 @@ pub fn batch_schema(positions: usize, extra: &[ExtraColumn]) -> SchemaRef {
         Field::new("mask", list(DataType::UInt8), false),
         Field::new("weight", DataType::Float32, false),
     ];
-    for column in extra {
+    for column in &layout.extra {
         let item = match column.kind {
             ValueKind::Float32 => DataType::Float32,
             ValueKind::Int32 => DataType::Int32,
         };
         fields.push(Field::new(column.name, list(item), false));
     }
+    for name in &layout.session_columns {
+        fields.push(Field::new(*name, DataType::Int32, false));
+    }
+    if layout.features > 0 {
+        fields.push(Field::new(
+            FEATURES_COLUMN,
+            list(features_type(layout.features)),
+            false,
+        ));
+    }
     Arc::new(Schema::new(fields))
+}
+
+/// Type of one slot of the `features` column: `width` float32 values.
+fn features_type(width: usize) -> DataType {
+    // Callers that set a width check it against `columnar::MAX_FEATURES`, so it fits in i32.
+    DataType::FixedSizeList(list_item(DataType::Float32), width as i32)
 }
 
 /// Values of one extra column, and where its values sit in each result's block of session values.
@@ -95,6 +138,10 @@ pub struct BatchBuilder {
     mask: BufferBuilder<u8>,
     weight: BufferBuilder<f32>,
     extra: Vec<ExtraBuffer>,
+    session_columns: Vec<BufferBuilder<i32>>,
+    /// Values of `features`, `[rows, positions, feature_width]`.
+    features: BufferBuilder<f32>,
+    feature_width: usize,
     /// Float and int values per result in a session.
     float_width: usize,
     int_width: usize,
@@ -102,12 +149,15 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     /// Creates a builder for batches of up to `batch_size` rows of `positions` slots, with the
-    /// extra columns in this order. A session pushed must hold one value per result for each
-    /// extra column, float columns in `floats` and int columns in `ints`, in column order.
-    pub fn new(positions: usize, batch_size: usize, extra: &[ExtraColumn]) -> Self {
+    /// optional columns of `layout`. A session pushed must hold one value per result for each
+    /// extra column, float columns in `floats` and int columns in `ints`, in column order. It
+    /// also holds one value per session column in `session_ints`, and `layout.features` values
+    /// per result in `features`.
+    pub fn new(positions: usize, batch_size: usize, layout: &BatchLayout) -> Self {
         let mut float_width = 0;
         let mut int_width = 0;
-        let extra_buffers = extra
+        let extra_buffers = layout
+            .extra
             .iter()
             .map(|column| {
                 let width = match column.kind {
@@ -127,7 +177,7 @@ impl BatchBuilder {
             positions,
             batch_size,
             rows: 0,
-            schema: batch_schema(positions, extra),
+            schema: batch_schema(positions, layout),
             row: RowIds::default(),
             query_id: BufferBuilder::new(0),
             doc_id: BufferBuilder::new(0),
@@ -138,6 +188,13 @@ impl BatchBuilder {
             mask: BufferBuilder::new(0),
             weight: BufferBuilder::new(0),
             extra: extra_buffers,
+            session_columns: layout
+                .session_columns
+                .iter()
+                .map(|_| BufferBuilder::new(0))
+                .collect(),
+            features: BufferBuilder::new(0),
+            feature_width: layout.features,
             float_width,
             int_width,
         };
@@ -162,6 +219,10 @@ impl BatchBuilder {
                 ValueKind::Int32 => column.ints.reserve(slots),
             }
         }
+        for column in &mut self.session_columns {
+            column.reserve(rows);
+        }
+        self.features.reserve(slots * self.feature_width);
     }
 
     /// Schema of the batches this builder produces.
@@ -253,6 +314,23 @@ impl BatchBuilder {
                 }
             }
         }
+        for (index, column) in self.session_columns.iter_mut().enumerate() {
+            column.append(
+                session
+                    .session_ints
+                    .get(index)
+                    .copied()
+                    .unwrap_or(i32::MISSING),
+            );
+        }
+        if self.feature_width > 0 {
+            // Like `strided`, a session with too few values gets zeros rather than a shifted row.
+            let values = real * self.feature_width;
+            let given = session.features.len().min(values);
+            self.features.append_slice(&session.features[..given]);
+            self.features
+                .append_n(values - given + padding * self.feature_width, 0.0);
+        }
         self.rows += 1;
         Ok(())
     }
@@ -277,6 +355,16 @@ impl BatchBuilder {
                 ValueKind::Float32 => padded::<Float32Type>(&mut column.floats, size)?,
                 ValueKind::Int32 => padded::<Int32Type>(&mut column.ints, size)?,
             });
+        }
+        for column in &mut self.session_columns {
+            columns.push(Arc::new(primitive::<Int32Type>(column)));
+        }
+        if self.feature_width > 0 {
+            columns.push(padded_features(
+                &mut self.features,
+                self.feature_width,
+                size,
+            )?);
         }
 
         // Finishing leaves the builders empty. The next batch is likely as large as this one.
@@ -334,6 +422,19 @@ fn append_padded<T: ArrowNativeType>(
 /// Moves the contents of a buffer builder into an array without a validity bitmap.
 fn primitive<T: ArrowPrimitiveType>(builder: &mut BufferBuilder<T::Native>) -> PrimitiveArray<T> {
     PrimitiveArray::<T>::new(builder.finish().into(), None)
+}
+
+/// Moves the contents of a buffer builder into a `[batch, positions, features]` list column.
+fn padded_features(
+    builder: &mut BufferBuilder<f32>,
+    width: usize,
+    positions: i32,
+) -> Result<ArrayRef> {
+    // Callers that set a width check it against `columnar::MAX_FEATURES`, so it fits in i32.
+    let slots = padded::<Float32Type>(builder, width as i32)?;
+    let list =
+        FixedSizeListArray::try_new(list_item(features_type(width)), positions, slots, None)?;
+    Ok(Arc::new(list))
 }
 
 /// Moves the contents of a buffer builder into a `[batch, positions]` list column.

@@ -16,9 +16,10 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::DataType;
 
-use crate::batch::BatchBuilder;
+use crate::batch::{BatchBuilder, BatchLayout};
+use crate::behaviour::{behaviour_column, behaviour_names, ValueKind};
 use crate::error::{Error, Result};
-use crate::options::{ReaderOptions, MAX_POSITIONS};
+use crate::options::{ExtraColumn, ReaderOptions, FREQUENCY_BUCKET_COLUMN, MAX_POSITIONS};
 use crate::session::{Session, SessionResult, SessionRules};
 use crate::stats::Stats;
 use crate::vocabulary::{document_fingerprint, query_fingerprint, FingerprintHasher, Vocabulary};
@@ -132,9 +133,51 @@ where
     )
 }
 
+/// Largest width F of the `features` column.
+pub const MAX_FEATURES: usize = 1 << 20;
+
+/// Resolves the name of a `[batch, positions]` column that a table can add: a Baidu behaviour
+/// column (`multimedia_type` is int32, the others float32) or the int32 `label`.
+pub fn extra_column(name: &str) -> Result<ExtraColumn> {
+    if name == "label" {
+        return Ok(ExtraColumn {
+            name: "label",
+            kind: ValueKind::Int32,
+        });
+    }
+    match behaviour_column(name) {
+        Some(column) => Ok(ExtraColumn {
+            name: column.name(),
+            kind: column.kind,
+        }),
+        None => Err(invalid(
+            name,
+            format!(
+                "not a column a table can add; expected label or a behaviour column: {}",
+                behaviour_names().join(", ")
+            ),
+        )),
+    }
+}
+
+/// Resolves the name of an int32 `[batch]` column that a table can add: `frequency_bucket`.
+pub fn session_column(name: &str) -> Result<&'static str> {
+    if name == FREQUENCY_BUCKET_COLUMN {
+        Ok(FREQUENCY_BUCKET_COLUMN)
+    } else {
+        Err(invalid(
+            name,
+            format!("not a session column a table can add; expected {FREQUENCY_BUCKET_COLUMN}"),
+        ))
+    }
+}
+
 /// Sessions as flat columns: session `s` owns the results `offsets[s]..offsets[s + 1]`, in the
 /// order the user saw them.
-#[derive(Clone, Copy, Debug)]
+///
+/// The optional columns match a [`BatchLayout`]: one slice per float extra column and one per
+/// int extra column, in the layout's order, and one per session column.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ColumnarSessions<'a> {
     /// Query fingerprint per session, `[sessions]`.
     pub query: &'a [u64],
@@ -146,6 +189,14 @@ pub struct ColumnarSessions<'a> {
     pub position: &'a [i32],
     /// 1 for a clicked result, 0 otherwise.
     pub click: &'a [u8],
+    /// Values of the float32 extra columns, each `[results]`.
+    pub float_columns: &'a [&'a [f32]],
+    /// Values of the int32 extra columns, each `[results]`.
+    pub int_columns: &'a [&'a [i32]],
+    /// Values of the session columns, each `[sessions]`.
+    pub session_columns: &'a [&'a [i32]],
+    /// Dense features, `[results, layout.features]` row-major.
+    pub features: &'a [f32],
 }
 
 /// Batches of columnar sessions, with the counters of the rules and the slots per row.
@@ -157,6 +208,65 @@ pub struct ColumnarBatches {
 }
 
 impl ColumnarSessions<'_> {
+    /// Checks that the optional columns match `layout` in number and length.
+    fn validate_layout(&self, layout: &BatchLayout) -> Result<()> {
+        let results = self.document.len();
+        let floats = layout.extra.iter().filter(|c| c.kind == ValueKind::Float32);
+        let ints = layout.extra.iter().filter(|c| c.kind == ValueKind::Int32);
+        if floats.clone().count() != self.float_columns.len()
+            || ints.clone().count() != self.int_columns.len()
+            || layout.session_columns.len() != self.session_columns.len()
+        {
+            return Err(invalid(
+                "extra columns",
+                "expected one array per column of the batch layout",
+            ));
+        }
+        let extra = floats
+            .zip(self.float_columns.iter().map(|values| values.len()))
+            .chain(ints.zip(self.int_columns.iter().map(|values| values.len())));
+        for (column, length) in extra {
+            if length != results {
+                return Err(invalid(
+                    column.name,
+                    format!("expected {results} values, one per result, got {length}"),
+                ));
+            }
+        }
+        for (name, values) in layout.session_columns.iter().zip(self.session_columns) {
+            if values.len() != self.query.len() {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "expected {} values, one per session, got {}",
+                        self.query.len(),
+                        values.len()
+                    ),
+                ));
+            }
+        }
+        if layout.features > MAX_FEATURES {
+            return Err(invalid(
+                FEATURES,
+                format!(
+                    "{} features per result is more than the maximum of {MAX_FEATURES}",
+                    layout.features
+                ),
+            ));
+        }
+        if self.features.len() != results * layout.features {
+            return Err(invalid(
+                FEATURES,
+                format!(
+                    "expected {results} x {} values, got {}",
+                    layout.features,
+                    self.features.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the lengths, offsets, positions and clicks, naming the offending column.
     fn validate(&self) -> Result<()> {
         let results = self.document.len();
@@ -191,8 +301,9 @@ impl ColumnarSessions<'_> {
         Ok(())
     }
 
-    /// Fills `session` with session `index`. Returns an error if its positions decrease.
-    fn session(&self, index: usize, session: &mut Session) -> Result<()> {
+    /// Fills `session` with session `index` and the values of its optional columns, with
+    /// `feature_width` features per result. Returns an error if its positions decrease.
+    fn session(&self, index: usize, feature_width: usize, session: &mut Session) -> Result<()> {
         session.clear();
         session.query_key = self.query[index];
         let start = self.offsets[index] as usize;
@@ -218,21 +329,39 @@ impl ColumnarSessions<'_> {
                 position,
                 click,
             });
+            session
+                .floats
+                .extend(self.float_columns.iter().map(|values| values[result]));
+            session
+                .ints
+                .extend(self.int_columns.iter().map(|values| values[result]));
         }
+        session
+            .features
+            .extend_from_slice(&self.features[start * feature_width..end * feature_width]);
+        session
+            .session_ints
+            .extend(self.session_columns.iter().map(|values| values[index]));
         Ok(())
     }
 }
 
-/// Applies the session rules of `options` to columnar sessions and returns padded batches. Only
-/// `positions` (None pads to the largest rank of a kept result), `batch_size`,
-/// `drop_sessions_without_clicks`, `min_results` and `min_sessions_per_query` apply. The
-/// counter `lines_read` counts table rows.
+/// Name of the features column in errors.
+const FEATURES: &str = crate::batch::FEATURES_COLUMN;
+
+/// Applies the session rules of `options` to columnar sessions and returns padded batches with
+/// the optional columns of `layout`. Only `positions` (None pads to the largest rank of a kept
+/// result), `batch_size`, `drop_sessions_without_clicks`, `min_results` and
+/// `min_sessions_per_query` apply. The counter `lines_read` counts table rows.
 pub fn batch_columnar_sessions(
     sessions: &ColumnarSessions<'_>,
+    layout: &BatchLayout,
     vocabulary: &mut Vocabulary,
     options: &ReaderOptions,
 ) -> Result<ColumnarBatches> {
     sessions.validate()?;
+    sessions.validate_layout(layout)?;
+    let width = layout.features;
     let mut rules = SessionRules {
         positions: options.positions.unwrap_or(MAX_POSITIONS),
         drop_sessions_without_clicks: options.drop_sessions_without_clicks,
@@ -251,7 +380,7 @@ pub fn batch_columnar_sessions(
         let mut longest = 0;
         let mut scratch = Stats::default();
         for index in 0..sessions.query.len() {
-            sessions.session(index, &mut session)?;
+            sessions.session(index, width, &mut session)?;
             if rules.apply(&mut session, &mut scratch) {
                 longest = longest.max(session.results.last().map_or(0, |r| r.position as usize));
                 *counts.entry(session.query_key).or_insert(0) += 1;
@@ -266,10 +395,10 @@ pub fn batch_columnar_sessions(
         lines_read: sessions.document.len() as u64,
         ..Stats::default()
     };
-    let mut builder = BatchBuilder::new(rules.positions, options.batch_size, &[]);
+    let mut builder = BatchBuilder::new(rules.positions, options.batch_size, layout);
     let mut batches = Vec::new();
     for index in 0..sessions.query.len() {
-        sessions.session(index, &mut session)?;
+        sessions.session(index, width, &mut session)?;
         if !rules.apply(&mut session, &mut stats) {
             continue;
         }

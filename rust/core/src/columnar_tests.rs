@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int32Type};
 use arrow_array::{
     BinaryArray, Float64Array, Int64Array, LargeStringArray, StringArray, UInt8Array,
 };
@@ -54,7 +56,12 @@ fn keys_reject_nulls_and_floats() {
 }
 
 fn batch(sessions: &ColumnarSessions<'_>, options: &ReaderOptions) -> Result<ColumnarBatches> {
-    batch_columnar_sessions(sessions, &mut Vocabulary::new(), options)
+    batch_columnar_sessions(
+        sessions,
+        &BatchLayout::default(),
+        &mut Vocabulary::new(),
+        options,
+    )
 }
 
 #[test]
@@ -77,6 +84,7 @@ fn invalid_columns_named() {
             document: &document,
             position,
             click,
+            ..ColumnarSessions::default()
         };
         match batch(&sessions, &ReaderOptions::default()) {
             Err(Error::InvalidColumn { column: name, .. }) => assert_eq!(name, column),
@@ -118,6 +126,7 @@ fn columns_match_wscd_reader() {
         document: &document,
         position: &[1, 2, 3, 1, 2, 3, 1, 2],
         click: &[1, 1, 0, 0, 0, 0, 0, 1],
+        ..ColumnarSessions::default()
     };
     let columnar = batch(&sessions, &options).unwrap();
 
@@ -138,6 +147,7 @@ fn rules_and_first_pass_apply() {
         // The second session skips rank 2, so rows need 3 slots.
         position: &[1, 1, 3, 1],
         click: &[1, 0, 1, 0],
+        ..ColumnarSessions::default()
     };
     let options = ReaderOptions {
         positions: None,
@@ -150,4 +160,135 @@ fn rules_and_first_pass_apply() {
     assert_eq!(columnar.stats.sessions_kept, 2);
     assert_eq!(columnar.stats.sessions_dropped_rare_query, 1);
     assert_eq!(columnar.stats.sessions_read, 3);
+}
+
+/// Two sessions of 3 and 1 results with every kind of optional column, truncated to P = 2.
+#[test]
+fn optional_columns_padded_and_truncated() {
+    let layout = BatchLayout {
+        extra: vec![
+            extra_column("dwelling_time").unwrap(),
+            extra_column("label").unwrap(),
+            extra_column("multimedia_type").unwrap(),
+        ],
+        session_columns: vec![session_column("frequency_bucket").unwrap()],
+        features: 2,
+    };
+    let dwelling: &[f32] = &[1.5, 2.5, 3.5, 4.5];
+    let label: &[i32] = &[4, 3, 2, 1];
+    let media: &[i32] = &[11, 0, 0, 7];
+    let bucket: &[i32] = &[9, 0];
+    let sessions = ColumnarSessions {
+        query: &[1, 2],
+        offsets: &[0, 3, 4],
+        document: &[5, 6, 7, 8],
+        position: &[1, 2, 3, 1],
+        click: &[0, 1, 1, 0],
+        float_columns: &[dwelling],
+        int_columns: &[label, media],
+        session_columns: &[bucket],
+        features: &[0.1, 0.2, 1.1, 1.2, 2.1, 2.2, 3.1, 3.2],
+    };
+    let options = ReaderOptions {
+        positions: Some(2),
+        ..ReaderOptions::default()
+    };
+    let columnar =
+        batch_columnar_sessions(&sessions, &layout, &mut Vocabulary::new(), &options).unwrap();
+    let batch = &columnar.batches[0];
+    assert_eq!(columnar.stats.results_truncated, 1);
+
+    let list_values = |name: &str| {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_fixed_size_list()
+            .values()
+            .clone()
+    };
+    let dwelling = list_values("dwelling_time");
+    let dwelling = dwelling.as_primitive::<Float32Type>().values();
+    assert_eq!(&dwelling[..3], &[1.5, 2.5, 4.5]);
+    assert!(dwelling[3].is_nan());
+    let label = list_values("label");
+    assert_eq!(
+        label.as_primitive::<Int32Type>().values().as_ref(),
+        &[4, 3, 1, -1]
+    );
+    let media = list_values("multimedia_type");
+    assert_eq!(
+        media.as_primitive::<Int32Type>().values().as_ref(),
+        &[11, 0, 7, -1]
+    );
+    let bucket = batch.column_by_name("frequency_bucket").unwrap();
+    assert_eq!(
+        bucket.as_primitive::<Int32Type>().values().as_ref(),
+        &[9, 0]
+    );
+
+    // Features are [batch, positions, features] with zeros in the padding slot.
+    let features = batch
+        .column_by_name("features")
+        .unwrap()
+        .as_fixed_size_list();
+    assert_eq!(features.value_length(), 2);
+    assert!(features.nulls().is_none());
+    let slots = features.values().as_fixed_size_list();
+    assert_eq!(slots.value_length(), 2);
+    assert!(slots.nulls().is_none());
+    let values = slots.values().as_primitive::<Float32Type>();
+    assert_eq!(
+        values.values().as_ref(),
+        &[0.1, 0.2, 1.1, 1.2, 3.1, 3.2, 0.0, 0.0]
+    );
+    assert_eq!(values.values().inner().as_ptr() as usize % 64, 0);
+}
+
+#[test]
+fn optional_columns_checked_against_layout() {
+    let short: &[f32] = &[1.0];
+    let layout = BatchLayout::with_extra(vec![extra_column("displayed_time").unwrap()]);
+    let sessions = ColumnarSessions {
+        query: &[1],
+        offsets: &[0, 2],
+        document: &[5, 6],
+        position: &[1, 2],
+        click: &[0, 0],
+        float_columns: &[short],
+        ..ColumnarSessions::default()
+    };
+    let error = batch_columnar_sessions(
+        &sessions,
+        &layout,
+        &mut Vocabulary::new(),
+        &ReaderOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid column displayed_time: expected 2 values, one per result, got 1"
+    );
+
+    let features = BatchLayout {
+        features: 3,
+        ..BatchLayout::default()
+    };
+    let sessions = ColumnarSessions {
+        float_columns: &[],
+        features: &[1.0, 2.0],
+        ..sessions
+    };
+    let error = batch_columnar_sessions(
+        &sessions,
+        &features,
+        &mut Vocabulary::new(),
+        &ReaderOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid column features: expected 2 x 3 values, got 2"
+    );
+    assert!(extra_column("click").is_err());
+    assert!(session_column("label").is_err());
 }

@@ -44,7 +44,7 @@ pub mod yandex;
 #[cfg(test)]
 mod test_files;
 
-pub use batch::{batch_schema, BatchBuilder};
+pub use batch::{batch_schema, BatchBuilder, BatchLayout};
 pub use error::{Error, ErrorPolicy, Field, ParseError, Result};
 pub use labels::{read_relevance_labels, LabelStats, RelevanceLabels};
 pub use options::{DocumentKey, Format, QueryKey, ReaderOptions};

@@ -3,6 +3,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::batch::BatchLayout;
 use crate::behaviour::{behaviour_column, behaviour_names, BehaviourColumn, ValueKind};
 use crate::error::{invalid_choice, Error, ErrorPolicy, Result};
 
@@ -105,6 +106,10 @@ impl FromStr for QueryKey {
     }
 }
 
+/// Name of the int32 `[batch]` column with the search-frequency bucket (0 to 9) of an
+/// annotated query.
+pub const FREQUENCY_BUCKET_COLUMN: &str = "frequency_bucket";
+
 /// A column beyond the batch contract, `[batch, positions]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExtraColumn {
@@ -122,8 +127,18 @@ pub struct ParserConfig {
 }
 
 impl ParserConfig {
-    /// Extra columns of a batch in their order: the behaviour columns as requested, or the
-    /// label of an annotation file.
+    /// Optional columns of a batch: the behaviour columns as requested, or the label and the
+    /// frequency bucket of an annotation file.
+    pub fn layout(&self, format: Format) -> BatchLayout {
+        let mut layout = BatchLayout::with_extra(self.extra_columns(format));
+        if format == Format::BaiduAnnotation {
+            layout.session_columns.push(FREQUENCY_BUCKET_COLUMN);
+        }
+        layout
+    }
+
+    /// Extra `[batch, positions]` columns of a batch in their order: the behaviour columns as
+    /// requested, or the label of an annotation file.
     pub fn extra_columns(&self, format: Format) -> Vec<ExtraColumn> {
         if format == Format::BaiduAnnotation {
             return vec![ExtraColumn {
@@ -363,6 +378,10 @@ mod tests {
             annotation.extra_columns(Format::BaiduAnnotation)[0].name,
             "label"
         );
+        let layout = annotation.layout(Format::BaiduAnnotation);
+        assert_eq!(layout.session_columns, vec![FREQUENCY_BUCKET_COLUMN]);
+        assert_eq!(layout.features, 0);
+        assert!(baidu.layout(Format::Baidu).session_columns.is_empty());
     }
 
     #[test]

@@ -177,11 +177,11 @@ impl BatchReader {
             }
             self.query_counts = scan.query_counts;
         }
-        let extra = self.config.extra_columns(self.format);
+        let layout = self.config.layout(self.format);
         self.builder = Some(BatchBuilder::new(
             self.rules.positions,
             self.options.batch_size,
-            &extra,
+            &layout,
         ));
         Ok(())
     }

@@ -471,7 +471,10 @@ fn columns_have_contract_layout() {
         options(3, 2),
     );
     let batch = &batches[0];
-    assert_eq!(batch.schema(), crate::batch::batch_schema(3, &[]));
+    assert_eq!(
+        batch.schema(),
+        crate::batch::batch_schema(3, &crate::batch::BatchLayout::default())
+    );
     let names: Vec<String> = batch
         .schema()
         .fields()

@@ -48,6 +48,11 @@ pub struct Session {
     /// Integer values of the extra columns (multimedia type, label), `[results, int columns]`
     /// row-major; empty when the reader has no integer column.
     pub ints: Vec<i32>,
+    /// Dense features, `[results, features]` row-major; empty when the batch has no `features`
+    /// column.
+    pub features: Vec<f32>,
+    /// Values of the int32 `[batch]` columns (the annotation frequency bucket), one per column.
+    pub session_ints: Vec<i32>,
     /// Whether the log records any click for this session, including clicks on results that a
     /// parser or a rule drops.
     pub has_logged_click: bool,
@@ -61,6 +66,8 @@ impl Session {
         self.results.clear();
         self.floats.clear();
         self.ints.clear();
+        self.features.clear();
+        self.session_ints.clear();
         self.has_logged_click = false;
         self.events = SessionEvents::default();
     }
@@ -129,9 +136,11 @@ fn truncate_session(session: &mut Session, kept: usize) {
     // Each result has the same number of values, so the widths follow from the lengths.
     let float_width = session.floats.len() / results;
     let int_width = session.ints.len() / results;
+    let feature_width = session.features.len() / results;
     session.results.truncate(kept);
     session.floats.truncate(kept * float_width);
     session.ints.truncate(kept * int_width);
+    session.features.truncate(kept * feature_width);
 }
 
 #[cfg(test)]
@@ -249,6 +258,8 @@ mod tests {
             results: vec![result(1, 1, false), result(2, 2, true), result(3, 3, true)],
             floats: vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0],
             ints: vec![1, 2, 3],
+            features: vec![0.1, 0.2, 0.3, 1.1, 1.2, 1.3, 2.1, 2.2, 2.3],
+            session_ints: vec![7],
             has_logged_click: true,
             ..Session::default()
         };
@@ -256,6 +267,8 @@ mod tests {
         assert!(rules(2, false).apply(&mut session, &mut stats));
         assert_eq!(session.floats, vec![1.0, 10.0, 2.0, 20.0]);
         assert_eq!(session.ints, vec![1, 2]);
+        assert_eq!(session.features, vec![0.1, 0.2, 0.3, 1.1, 1.2, 1.3]);
+        assert_eq!(session.session_ints, vec![7]);
     }
 
     #[test]
