@@ -117,6 +117,7 @@ def plot_run(model_dir: Path, output: Path) -> list[Path]:
         epochs = [record["epoch"] for record in records]
         loss_axes.plot(epochs, [record["train_loss"] for record in records], marker="o", color="tab:blue", label="training loss")
         loss_axes.set(xlabel="epoch", ylabel="training loss (negative log-likelihood)", title="Learning curves")
+        loss_axes.xaxis.get_major_locator().set_params(integer=True)
         validated = [
             (record["epoch"], record["validation_log_likelihood"])
             for record in records

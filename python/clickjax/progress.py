@@ -28,7 +28,7 @@ class Progress:
         self.enabled = not quiet and sys.stderr.isatty()
 
     def bar(self, description: str, total: int | None = None, unit: str = "it") -> tqdm:
-        """Open a bar; call `update(n)` as work completes and `close()` at the end."""
+        """Open a bar. Call `update(n)` as work completes and `close()` at the end."""
         return tqdm(total=total, desc=description, unit=unit, disable=not self.enabled, leave=False, dynamic_ncols=True)
 
     def iterate(self, iterable: Iterable[T], description: str, total: int | None = None, unit: str = "it") -> Iterator[T]:

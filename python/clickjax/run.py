@@ -159,7 +159,7 @@ def train_and_evaluate(
     parameters = model.parameter_summary()
     standard_errors = examination_standard_errors(model, train, config.batch_size)
     if standard_errors is not None and "examination_by_rank" in parameters:
-        # Row 0 of the table is padding; UBM's theta(r, 0) is examination with no click above.
+        # Row 0 of the table is padding. UBM's column r' = 0 is examination with no click above.
         by_rank = standard_errors[1:] if standard_errors.ndim == 1 else standard_errors[1:, 0]
         parameters["examination_by_rank_standard_error"] = [None if math.isnan(v) else float(v) for v in by_rank]
 

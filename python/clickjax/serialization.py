@@ -37,7 +37,7 @@ _METADATA = "clickjax-model.json"
 _PARAMETERS = "parameters.npz"
 _TRAINING_PAIRS = "training-pairs.npz"
 _TRAINING_PAIR_ARRAYS = ("query_id", "doc_id", "query_doc_id", "impressions")
-# Written since clicks were added; folders saved before lack it.
+# Folders saved before clicks were counted lack this array.
 _OPTIONAL_TRAINING_PAIR_ARRAYS = ("clicks",)
 
 
