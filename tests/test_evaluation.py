@@ -331,3 +331,18 @@ def test_bootstrap_rejects_bad_options():
         bootstrap_click_metrics(model, model, [batch], samples=0)
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_click_metrics(model, model, [batch], confidence=1.5)
+
+
+def test_hashed_model_needs_no_vocabulary():
+    from clickjax.parameters import EmbeddingLogits
+
+    # Attraction indexed by query_doc_hash, as compressed tables are: the unseen policy does not apply.
+    attraction = EmbeddingLogits(16, column="query_doc_hash")
+    model = PositionBasedModel(positions=2, query_doc_pairs=3, attraction=attraction, rngs=nnx.Rngs(0))
+    batch = session_batch([[2, 1], [2, 1]], [[1, 0], [0, 1]], hashes=[[7, 11], [7, 13]])
+
+    metrics = evaluate(model, [batch], unseen="skip")
+
+    assert metrics.unseen_policy == "none"
+    assert metrics.results == 4
+    assert metrics.unseen_results == 2
