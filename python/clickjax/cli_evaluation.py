@@ -90,7 +90,7 @@ def add_evaluation_commands(commands, add_common) -> None:
     plot = commands.add_parser(
         "plot",
         help="draw PNG figures of a trained model",
-        description="Draw examination by rank with 95%% intervals (from standard errors), observed against "
+        description="Draw examination by rank with 95% intervals (from standard errors), observed against "
         "predicted CTR by rank, and the learning curves. Needs matplotlib: pip install \"clickjax[plot]\".",
     )
     plot.add_argument("--model-dir", required=True, type=Path, metavar="DIR", help="folder written by clickjax train --output")
