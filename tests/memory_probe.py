@@ -1,14 +1,19 @@
 """Measure the peak memory of training a model with a large per-pair table, in a process of its own.
 
 Run as `python memory_probe.py MODEL ROWS [--validation]`. It prints one JSON line with the
-estimate of `clickjax.memory` and the measured peak. The peak is the growth of the peak resident
-set size (ru_maxrss) over the resident size just before the model is built. A small warm-up run
-has loaded and compiled everything the step needs before that.
+estimate of `clickjax.memory` and the measured peak. A small warm-up run first loads and compiles
+everything the step needs. The peak is then the growth of anonymous resident memory (`RssAnon`,
+sampled every millisecond by a thread) over its value just before the model is built. Anonymous
+memory leaves out the pages of shared libraries, which the kernel may drop and load again under
+memory pressure. `measured_rss` is the same growth of the whole resident set (ru_maxrss), for
+comparison.
 """
 
 import json
 import resource
 import sys
+import threading
+import time
 
 import numpy as np
 from flax import nnx
@@ -19,12 +24,31 @@ from clickjax.training import Trainer
 from simulation import simulate_pbm
 
 
-def resident_bytes() -> int:
+def status_bytes(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("VmRSS not found in /proc/self/status")
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+class PeakSampler(threading.Thread):
+    """Record the largest `RssAnon` seen while running, sampled every millisecond."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak = status_bytes("RssAnon")
+        self.running = True
+
+    def run(self):
+        while self.running:
+            self.peak = max(self.peak, status_bytes("RssAnon"))
+            time.sleep(0.001)
+
+    def stop(self) -> int:
+        self.running = False
+        self.join()
+        return max(self.peak, status_bytes("RssAnon"))
 
 
 def measure(name: str, rows: int, validation: bool) -> dict:
@@ -34,12 +58,16 @@ def measure(name: str, rows: int, validation: bool) -> dict:
     warm_up = MODELS[name](positions=positions, query_doc_pairs=60, rngs=nnx.Rngs(0))
     Trainer(epochs=1, batch_size=256).fit(warm_up, log, held_out)
 
-    before = resident_bytes()
+    before = status_bytes("RssAnon")
+    before_rss = status_bytes("VmRSS")
+    sampler = PeakSampler()
+    sampler.start()
     estimate = estimate_training_memory(name, positions, rows, validation)
     model = MODELS[name](positions=positions, query_doc_pairs=rows, rngs=nnx.Rngs(0))
     Trainer(epochs=2, batch_size=256).fit(model, log, held_out)
+    peak = sampler.stop()
     # ru_maxrss is in KiB on Linux.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "model": name,
         "rows": rows,
@@ -47,6 +75,7 @@ def measure(name: str, rows: int, validation: bool) -> dict:
         "parameter_bytes": estimate.parameters,
         "estimate": estimate.total,
         "measured": peak - before,
+        "measured_rss": peak_rss - before_rss,
         "ratio": estimate.total / (peak - before),
     }
 

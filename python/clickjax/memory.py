@@ -10,8 +10,8 @@ Training with the default Adam optimiser keeps, for every parameter table:
 
 So the estimate is 6 (or 7 with validation) times the bytes of the parameter tables, which
 `nnx.eval_shape` counts without allocating them. On a 10-million-row table (PBM, DBN and UBM on a
-CPU; BENCHMARKS.md) the measured peak of resident memory was 6.2 to 6.6 times the table bytes, and
-7.8 to 7.9 times with validation. The estimate was thus 4% to 12% below the measured peak. The estimate leaves out the click logs held in
+CPU; BENCHMARKS.md) the estimate was 2% to 12% below the measured peak of resident memory,
+depending on the model and the run. The estimate leaves out the click logs held in
 memory, which `ClickLog.read` reports, and JAX's compiled programs.
 
 NOTE: the factor assumes dense Adam updates over whole tables. An optimiser with more state, or
