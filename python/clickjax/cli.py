@@ -4,8 +4,10 @@
     clickjax evaluate --model-dir runs/pbm --format wscd --test testSample
     clickjax export --model-dir runs/pbm --output relevance.parquet --propensities propensities.parquet
     clickjax plot --model-dir runs/pbm --output runs/pbm/figures
+    clickjax train --distributed --coordinator-address HOST:PORT --num-processes 2 --process-id 0 ...
     clickjax demo
     clickjax simulate --model dbn --sessions 100000 --format baidu --output simulated.txt.gz
+    clickjax ingest --format wscd --output ingested --split train=0.9,test=0.1 trainSample
 
 Every command also reads its options from a TOML file given with `--config FILE.toml`
 (`clickjax.configfile`); flags on the command line override the file.
@@ -24,17 +26,22 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+import jax
+
 from clickjax import __version__
+from clickjax import distributed
 from clickjax.cli_evaluation import add_evaluation_commands
 from clickjax.configfile import apply_config_file
 from clickjax.data import FORMATS
 from clickjax.errors import ClickjaxError
+from clickjax.ingest import DEFAULT_SHARD_SESSIONS, SPLIT_BY, ingest, parse_splits, read_load_report
 from clickjax.memory import format_bytes, parse_bytes
 from clickjax.models import MODELS
 from clickjax.progress import Progress
 from clickjax.run import TrainingConfig, train_and_evaluate
 from clickjax.simulation import SimulationConfig, run_simulation, truth_path
 from clickjax.training import DEFAULT_LEARNING_RATE
+from clickjax.vocabulary import load_vocabulary
 from clickjax.writers import WRITE_FORMATS
 
 __all__ = ["main"]
@@ -55,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"clickjax: error: {error}", file=sys.stderr)
         return 1
-    except (ClickjaxError, ValueError, FloatingPointError) as error:
+    except (ClickjaxError, ValueError, FloatingPointError, distributed.InitializationError) as error:
         print(f"clickjax: error: {error}", file=sys.stderr)
         return 1
 
@@ -144,6 +151,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         help="drop sessions without any click (kept by default, since dropping them biases examination estimates)",
     )
     _add_training_options(train)
+    _add_scaling_options(train)
     _add_common_options(train)
     train.set_defaults(handler=_train_command)
 
@@ -196,9 +204,87 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     _add_common_options(simulate)
     simulate.set_defaults(handler=_simulate_command)
-
+    _add_ingest_command(commands)
+    _add_common_options(commands.choices["ingest"])
     add_evaluation_commands(commands, _add_common_options)
     return parser, dict(commands.choices)
+
+
+def _add_ingest_command(commands) -> None:
+    ingest_parser = commands.add_parser(
+        "ingest",
+        help="parse a raw log once into Parquet shards that train reads with --format parquet",
+        description="Parse raw log files once and write them as zstd-compressed Parquet shards (one row per "
+        "session, the batch contract's columns) with manifest.json and load_report.json, optionally split "
+        "into subfolders and with identical sessions aggregated.",
+    )
+
+    raw_formats = [name for name in FORMATS if name != "parquet"]
+    ingest_parser.add_argument("--format", required=True, choices=raw_formats, help="format of the raw log files")
+    ingest_parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder to write the shards to; must be new or empty")
+    ingest_parser.add_argument("inputs", nargs="+", metavar="INPUT", help="raw log files, read in this order")
+    ingest_parser.add_argument(
+        "--positions", type=int, default=10, metavar="P", help="page length: results ranked below it are dropped (default: 10)"
+    )
+    ingest_parser.add_argument(
+        "--on-error", choices=("strict", "skip"), default="strict",
+        help="on a malformed line: stop with an error (strict, default) or drop the session and count it (skip)",
+    )
+
+    # Layout of the shards.
+    ingest_parser.add_argument(
+        "--shard-sessions", type=int, default=DEFAULT_SHARD_SESSIONS, metavar="N",
+        help=f"maximum sessions (rows) per shard file (default: {DEFAULT_SHARD_SESSIONS:,})",
+    )
+    ingest_parser.add_argument(
+        "--split", metavar="NAME=FRACTION,...",
+        help="write each split to DIR/NAME/, e.g. train=0.8,validation=0.1,test=0.1; fractions add up to 1",
+    )
+    ingest_parser.add_argument(
+        "--split-by", choices=SPLIT_BY, default="session",
+        help="session: contiguous session ranges in input order (default); query: a seeded hash of the query id "
+        "puts every session of a query in one split",
+    )
+    ingest_parser.add_argument("--seed", type=int, default=0, help="seed of the query hash of --split-by query (default: 0)")
+    ingest_parser.add_argument(
+        "--aggregate", action="store_true",
+        help="merge identical sessions (same query, documents, positions, clicks and mask, and any behaviour, label "
+        "or feature values) into one row whose weight counts them",
+    )
+    ingest_parser.add_argument("--overwrite", action="store_true", help="replace DIR if an earlier ingest wrote it")
+    ingest_parser.add_argument(
+        "--vocabulary", type=Path, metavar="FILE",
+        help="encode with this saved vocabulary, frozen (e.g. the vocabulary.parquet of the training ingest), so "
+        "that the shards use its ids and unknown queries, documents and pairs are counted as out of vocabulary",
+    )
+
+    # Reader options, as for train.
+    ingest_parser.add_argument(
+        "--document-key", choices=("url", "text"), default=None,
+        help="what identifies a Baidu document: its URL MD5 (url) or its title and abstract tokens (text); "
+        "default: url, and text for baidu-annotation",
+    )
+    ingest_parser.add_argument(
+        "--query-key", default=None, metavar="KEY",
+        help="what identifies a query: for yandex, query_region (query id and region, default) or query; for "
+        "hf-baidu, query_md5 (default) or query_id",
+    )
+    ingest_parser.add_argument(
+        "--behaviour", nargs="+", default=[], metavar="NAME",
+        help="Baidu behaviour columns to keep (baidu and hf-baidu), such as multimedia_type dwelling_time",
+    )
+    ingest_parser.add_argument(
+        "--features", nargs="+", default=[], metavar="NAME",
+        help="numeric or list columns to keep as dense features per result (long and hf-baidu), such as bm25",
+    )
+    ingest_parser.add_argument("--drop-sessions-without-clicks", action="store_true", help="drop sessions whose log records no click")
+    ingest_parser.add_argument("--min-results", type=int, default=1, metavar="N", help="drop sessions with fewer results than N (default: 1)")
+    ingest_parser.add_argument(
+        "--min-sessions-per-query", type=int, default=1, metavar="N",
+        help="drop the sessions of queries with fewer than N sessions; above 1 the inputs are read twice (default: 1)",
+    )
+
+    ingest_parser.set_defaults(handler=_ingest_command)
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +301,68 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "--on-error", choices=("strict", "skip"), default="strict",
         help="on a malformed line: stop with an error (strict, default) or drop the session and count it (skip)",
     )
+
+
+def _add_scaling_options(parser: argparse.ArgumentParser) -> None:
+    scaling = parser.add_argument_group(
+        "devices and processes",
+        "Split training over several devices or processes; see the Scaling page of the documentation.",
+    )
+    scaling.add_argument(
+        "--data-parallel", action="store_true",
+        help="split each batch over all local devices (all devices of all processes with --distributed); "
+        "--batch-size must be a multiple of the device count",
+    )
+    scaling.add_argument(
+        "--shard-tables", action="store_true",
+        help="split the rows of the per-pair parameter tables over the devices instead of copying them to "
+        "each, for tables larger than one device's memory; implies --data-parallel",
+    )
+    scaling.add_argument(
+        "--distributed", action="store_true",
+        help="run as one of several processes (jax.distributed): each process reads its share of the "
+        "--train, --validation and --test files, and process 0 writes --output; without the three "
+        "options below, the cluster environment (Slurm, Open MPI) supplies them",
+    )
+    scaling.add_argument(
+        "--coordinator-address", metavar="HOST:PORT",
+        help="address of process 0, where the coordination service listens (with --distributed)",
+    )
+    scaling.add_argument("--num-processes", type=int, metavar="N", help="number of processes in the run (with --distributed)")
+    scaling.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0 to N-1 (with --distributed)")
+
+
+def _start_processes(args: argparse.Namespace) -> None:
+    """Join the multi-process run that --distributed requests, or reject its options without it."""
+    options_given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("coordinator_address", "num_processes", "process_id")
+        if getattr(args, name) is not None
+    ]
+    if not args.distributed:
+        if options_given:
+            raise ValueError(f"{', '.join(options_given)} apply only with --distributed; add --distributed or leave them out")
+        return
+    if args.coordinator_address is not None and not _is_host_and_port(args.coordinator_address):
+        raise ValueError(
+            f"--coordinator-address {args.coordinator_address!r} is not HOST:PORT; give the host of process 0 "
+            "and a free port, such as 10.0.0.1:8476"
+        )
+    if args.num_processes is not None and args.num_processes < 1:
+        raise ValueError(f"--num-processes must be at least 1, got {args.num_processes}")
+    if args.process_id is not None and args.process_id < 0:
+        raise ValueError(f"--process-id must be at least 0, got {args.process_id}")
+    if args.process_id is not None and args.num_processes is not None and args.process_id >= args.num_processes:
+        raise ValueError(
+            f"--process-id {args.process_id} is out of range for --num-processes {args.num_processes}; "
+            f"expected 0 to {args.num_processes - 1}"
+        )
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+
+
+def _is_host_and_port(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
@@ -234,6 +382,8 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
         min_results=getattr(args, "min_results", 1),
         min_sessions_per_query=getattr(args, "min_sessions_per_query", 1),
         drop_sessions_without_clicks=getattr(args, "drop_sessions_without_clicks", False),
+        data_parallel=getattr(args, "data_parallel", False),
+        shard_tables=getattr(args, "shard_tables", False),
         **paths,
     )
 
@@ -241,6 +391,7 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
 def _train_command(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise ValueError(f"--output {args.output} exists and is not a folder; name a new or existing folder")
+    _start_processes(args)
     config = _config_from_args(
         args,
         format=args.format,
@@ -248,6 +399,10 @@ def _train_command(args: argparse.Namespace) -> int:
         validation=[str(p) for p in args.validation],
         test=[str(p) for p in args.test],
     )
+    # With several processes, process 0 prints and writes for all of them.
+    if jax.process_index() != 0:
+        train_and_evaluate(config, args.output, max_memory=args.max_memory)
+        return 0
     _print_training_plan(config)
     bars = Progress(args.quiet)
     summary = train_and_evaluate(
@@ -325,6 +480,50 @@ def _simulate_command(args: argparse.Namespace) -> int:
         f"query-document pairs, {truth['click_rate']:.3f} clicks per result) to {args.output}"
     )
     print(f"wrote the true parameters to {truth_path(args.output)}")
+    return 0
+
+
+def _ingest_command(args: argparse.Namespace) -> int:
+    splits = parse_splits(args.split) if args.split is not None else None
+    if args.split is None and args.split_by != "session":
+        raise ValueError(f"--split-by {args.split_by} needs --split NAME=FRACTION,...")
+    vocabulary = None
+    if args.vocabulary is not None:
+        if not args.vocabulary.is_file():
+            raise ValueError(f"--vocabulary {args.vocabulary} not found; name the vocabulary.parquet that clickjax ingest wrote")
+        vocabulary = load_vocabulary(args.vocabulary)
+        vocabulary.freeze()
+    manifest = ingest(
+        args.format,
+        args.inputs,
+        args.output,
+        positions=args.positions,
+        vocabulary=vocabulary,
+        shard_sessions=args.shard_sessions,
+        splits=splits,
+        split_by=args.split_by,
+        seed=args.seed,
+        aggregate=args.aggregate,
+        overwrite=args.overwrite,
+        on_error=args.on_error,
+        behaviour=args.behaviour,
+        features=args.features,
+        document_key=args.document_key,
+        query_key=args.query_key,
+        drop_sessions_without_clicks=args.drop_sessions_without_clicks,
+        min_results=args.min_results,
+        min_sessions_per_query=args.min_sessions_per_query,
+    )
+    _print_report(read_load_report(args.output))
+    rows = f"{manifest['sessions']:,} rows standing for {manifest['weight']:,.0f} sessions" if args.aggregate else f"{manifest['sessions']:,} sessions"
+    if splits is None:
+        print(f"wrote {rows} in {len(manifest['shards'])} shard(s) to {args.output}/")
+    else:
+        print(f"wrote {rows} to {args.output}/:")
+        for name, entry in manifest["splits"].items():
+            print(f"  {name}/: {entry['sessions']:,} rows, {entry['weight']:,.0f} sessions (fraction {entry['fraction']:g})")
+            if entry["sessions"] == 0:
+                print(f"warning: split {name} received no sessions; use larger fractions or --split-by session", file=sys.stderr)
     return 0
 
 

@@ -54,6 +54,7 @@ from clickjax._native import Vocabulary
 from clickjax._native import read_labels as _read_labels
 from clickjax.formats.hf_baidu import read_hf_baidu
 from clickjax.formats.long import LongTableBatches, read_long
+from clickjax.shards import ShardReader, read_shards
 from clickjax.vocabulary import load_vocabulary, save_vocabulary
 
 __all__ = [
@@ -82,8 +83,9 @@ logger = logging.getLogger(__name__)
 # - "hf-baidu": Feather or Parquet exports of Baidu-ULTR by the Hugging Face loading script or its
 #   GitHub builder (see `clickjax.formats.hf_baidu`);
 # - "long": Parquet, CSV or Feather tables with one row per impression and the columns session,
-#   query, document, position and click (see `clickjax.formats.long`).
-FORMATS = ("baidu", "baidu-annotation", "yandex", "wscd", "clickmodels", "hf-baidu", "long")
+#   query, document, position and click (see `clickjax.formats.long`);
+# - "parquet": canonical Parquet shards that `clickjax ingest` wrote (see `clickjax.shards`).
+FORMATS = ("baidu", "baidu-annotation", "yandex", "wscd", "clickmodels", "hf-baidu", "long", "parquet")
 
 # Schema metadata key of the counters of `read_relevance_labels`.
 LABEL_STATS_KEY = b"clickjax_stats"
@@ -126,12 +128,13 @@ def read_batches(
     document_key: str | None = None,
     query_key: str | None = None,
     features: Sequence[str] = (),
-) -> BatchReader | LongTableBatches:
-    """Stream a raw click log as Arrow RecordBatches.
+) -> BatchReader | LongTableBatches | ShardReader:
+    """Stream a click log as Arrow RecordBatches.
 
     Args:
       format: the log format, one of `FORMATS`.
-      paths: files read in order; gzip is detected by its magic bytes, plain text works too.
+      paths: files read in order; gzip is detected by its magic bytes, plain text works too. For
+        `parquet`, ingest folders or shard files.
       vocabulary: maps queries, documents and pairs to dense ids. While it is not frozen, new keys
         get new ids; once frozen, unknown keys get the out-of-vocabulary id 1 and are counted.
       positions: page length P; results ranked below P are dropped and counted. None pads every
@@ -161,10 +164,25 @@ def read_batches(
       contains the reader's counters, which `clickjax.report.LoadReport.from_stats` explains. The
       `long` and `hf-baidu` formats read every table into memory first and ignore `on_error`,
       because a table has no malformed lines. Its columns are named session, query, document, position and click,
-      and `clickjax.formats.long.read_long` can read other names.
+      and `clickjax.formats.long.read_long` can read other names. The `parquet` format returns a
+      `clickjax.shards.ShardReader`: the ids come from the shards, so `vocabulary` is not used,
+      `on_error` is ignored, and the session rules were applied at ingest (passing one raises).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown log format {format!r}; expected one of {', '.join(FORMATS)}")
+    if format == "parquet":
+        return _read_parquet(
+            paths,
+            positions=positions,
+            batch_size=batch_size,
+            drop_sessions_without_clicks=drop_sessions_without_clicks,
+            min_results=min_results,
+            min_sessions_per_query=min_sessions_per_query,
+            behaviour=behaviour,
+            document_key=document_key,
+            query_key=query_key,
+            features=features,
+        )
     rules = dict(
         positions=positions,
         batch_size=batch_size,
@@ -202,6 +220,38 @@ def read_batches(
         document_key=document_key,
         query_key=query_key,
     )
+
+
+def _read_parquet(
+    paths: Sequence[PathLike],
+    *,
+    positions: int | None,
+    batch_size: int,
+    drop_sessions_without_clicks: bool,
+    min_results: int,
+    min_sessions_per_query: int,
+    behaviour: Sequence[str],
+    document_key: str | None,
+    query_key: str | None,
+    features: Sequence[str],
+) -> ShardReader:
+    """Read ingested shards; the reader options were applied at ingest, so passing one raises."""
+    applied = {
+        "drop_sessions_without_clicks": drop_sessions_without_clicks,
+        "min_results": min_results != 1,
+        "min_sessions_per_query": min_sessions_per_query != 1,
+        "behaviour": bool(behaviour),
+        "document_key": document_key is not None,
+        "query_key": query_key is not None,
+        "features": bool(features),
+    }
+    given = [name for name, present in applied.items() if present]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} do not apply to the parquet format: the session rules, keys and columns were "
+            "chosen when the shards were ingested; pass them to clickjax ingest instead"
+        )
+    return read_shards(paths, positions=positions, batch_size=batch_size)
 
 
 def read_relevance_labels(

@@ -303,10 +303,13 @@ def metric_sums(
     policy = unseen if reads_vocabulary_ids(model) else "none"
     batch = dict(batch)
     sums = jax.device_get(_batch_sums(model, batch, policy == "skip"))
-    unseen_mask = (np.asarray(batch["mask"]) == 1) & (np.asarray(batch["query_doc_id"]) == 1)
-    hashes = np.unique(np.asarray(batch["query_doc_hash"])[unseen_mask]) if "query_doc_hash" in batch else None
-    if hashes is None:
-        hashes = np.zeros(0, np.int32)
+    hashes = np.zeros(0, np.int32)
+    # NOTE: a batch sharded over several processes cannot be read here, so its distinct unseen
+    # pairs go uncounted (unseen_results, computed in the jitted sums, stays exact).
+    columns = [batch[name] for name in ("mask", "query_doc_id", "query_doc_hash") if name in batch]
+    if len(columns) == 3 and all(getattr(column, "is_fully_addressable", True) for column in columns):
+        mask, pair_id, pair_hash = (np.asarray(column) for column in columns)
+        hashes = np.unique(pair_hash[(mask == 1) & (pair_id == 1)])
     return MetricSums(
         weight=np.asarray(sums["weight"], np.float64),
         conditional=np.asarray(sums["conditional"], np.float64),

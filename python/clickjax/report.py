@@ -78,6 +78,8 @@ FORMAT_COUNTERS: dict[str, frozenset[str]] = {
     "clickmodels": _TEXT_COUNTERS | {"repeated_clicks", "extra_click_entries", "invalid_position_keys"},
     "hf-baidu": _RULE_COUNTERS,
     "long": _RULE_COUNTERS,
+    # Shards were filtered at ingest; their reader counts only out-of-vocabulary ids.
+    "parquet": frozenset(OUT_OF_VOCABULARY),
 }
 
 

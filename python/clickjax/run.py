@@ -16,6 +16,10 @@ the validation and test logs with it, trains the model, evaluates it on the test
 Before it allocates the model, `train_and_evaluate` estimates the memory that training needs
 (`clickjax.memory`) and stops with `MemoryLimitError` when the estimate exceeds the memory
 available or the `max_memory` given.
+
+With `data_parallel` the batches are split over every device (`clickjax.distributed`). When the
+program runs as several processes, each reads its share of the files, the counts in the results
+cover all processes, and only process 0 writes the folder.
 """
 
 from __future__ import annotations
@@ -30,16 +34,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jax
+import numpy as np
 from flax import nnx
 
 from clickjax import __version__
 from clickjax.data import ClickLog, Vocabulary
+from clickjax.distributed import DataParallel, read_process_log
 from clickjax.memory import MemoryEstimate, available_memory, estimate_training_memory, format_bytes
 from clickjax.metrics import evaluate
 from clickjax.models import MODELS
 from clickjax.progress import Progress
 from clickjax.report import LoadReport
 from clickjax.serialization import VOCABULARY_FILE, save_model, training_pairs
+from clickjax.shards import ShardReader
 from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
 from clickjax.uncertainty import examination_standard_errors
 from clickjax.vocabulary import save_vocabulary
@@ -81,6 +88,10 @@ class TrainingConfig:
     min_results: int = 1
     min_sessions_per_query: int = 1
     drop_sessions_without_clicks: bool = False
+    # Split each batch over all devices of all processes; with shard_tables also the rows of the
+    # per-pair tables. Several processes always split their batches.
+    data_parallel: bool = False
+    shard_tables: bool = False
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -123,26 +134,43 @@ def train_and_evaluate(
     """
     output = Path(output)
     bars = bars or Progress(quiet=True)
+    parallel = None
+    if config.data_parallel or config.shard_tables or jax.process_count() > 1:
+        parallel = DataParallel(table_sharding="rows" if config.shard_tables else "replicated")
+        parallel.local_batch_size(config.batch_size)
+        logger.info("training on %s", parallel)
+    writes_output = parallel is None or parallel.is_main_process
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
-    train = _read(config, config.train, vocabulary, "training", bars, min_sessions_per_query=config.min_sessions_per_query)
+    train = _read(config, config.train, vocabulary, "training", parallel, bars, config.min_sessions_per_query)
     vocabulary.freeze()
-    validation = _read(config, config.validation, vocabulary, "validation", bars) if config.validation else None
-    test = _read(config, config.test, vocabulary, "test", bars)
+    validation = _read(config, config.validation, vocabulary, "validation", parallel, bars) if config.validation else None
+    test = _read(config, config.test, vocabulary, "test", parallel, bars)
+    logs = {"train": train, "validation": validation, "test": test}
+    stats = {name: _total_stats(log, parallel) for name, log in logs.items()}
     if on_loaded is not None:
-        for name, log in [("train", train), ("validation", validation), ("test", test)]:
+        for name, log in logs.items():
             if log is not None:
-                on_loaded(LoadReport.from_stats(log.stats, name=name, log_format=config.format))
+                on_loaded(LoadReport.from_stats(stats[name], name=name, log_format=config.format))
 
-    _check_memory(config, vocabulary.pair_table_size, validation is not None, max_memory, on_memory)
-    model = MODELS[config.model](
-        positions=config.positions,
-        query_doc_pairs=vocabulary.pair_table_size,
-        rngs=nnx.Rngs(config.seed),
-    )
-    output.mkdir(parents=True, exist_ok=True)
-    with _EpochLog(output / EPOCH_LOG, progress, bars.bar("training", total=config.epochs, unit="epoch")) as epoch_log:
+    pair_table_size = vocabulary.pair_table_size
+    if config.format == "parquet":
+        # Shards carry their ids, so the vocabulary stayed empty: size the table from the manifests.
+        pair_table_size = _shard_pair_table_size(config, [train, validation, test])
+    table_rows = pair_table_size if parallel is None else parallel.table_rows(pair_table_size)
+    # NOTE: the estimate counts whole tables on one device; with --shard-tables each device holds
+    # only its rows, so the estimate is then too high by up to the device count.
+    _check_memory(config, table_rows, validation is not None, max_memory, on_memory)
+
+    def build_model():
+        return MODELS[config.model](positions=config.positions, query_doc_pairs=table_rows, rngs=nnx.Rngs(config.seed))
+
+    model = build_model() if parallel is None else parallel.create_model(build_model)
+    if writes_output:
+        output.mkdir(parents=True, exist_ok=True)
+    epoch_log_path = output / EPOCH_LOG if writes_output else None
+    with _EpochLog(epoch_log_path, progress, bars.bar("training", total=config.epochs, unit="epoch")) as epoch_log:
         trainer = Trainer(
             learning_rate=config.learning_rate,
             epochs=config.epochs,
@@ -150,27 +178,37 @@ def train_and_evaluate(
             patience=config.patience,
             seed=config.seed,
             on_epoch=epoch_log.record,
+            parallel=parallel,
         )
         fit = trainer.fit(model, train, validation)
-    test_batches = bars.iterate(
-        test.batches(config.batch_size), "evaluating", total=test.num_batches(config.batch_size), unit="batch"
-    )
-    metrics = evaluate(model, test_batches)
+    if parallel is None:
+        test_batches = bars.iterate(
+            test.batches(config.batch_size), "evaluating", total=test.num_batches(config.batch_size), unit="batch"
+        )
+        metrics = evaluate(model, test_batches)
+    else:
+        metrics = trainer.evaluate(model, test)
+    pairs = training_pairs(train) if parallel is None else _combined_training_pairs(train, table_rows, parallel)
+    if parallel is not None:
+        parallel.gather_model(model)
+
     parameters = model.parameter_summary()
-    standard_errors = examination_standard_errors(model, train, config.batch_size)
+    # With several processes each holds only its share of the training log, whose information
+    # would understate the whole log's, so the standard errors are left out there.
+    standard_errors = examination_standard_errors(model, train, config.batch_size) if jax.process_count() == 1 else None
     if standard_errors is not None and "examination_by_rank" in parameters:
         # Row 0 of the table is padding. UBM's column r' = 0 is examination with no click above.
         by_rank = standard_errors[1:] if standard_errors.ndim == 1 else standard_errors[1:, 0]
         parameters["examination_by_rank_standard_error"] = [None if math.isnan(v) else float(v) for v in by_rank]
 
-    oov_pairs = test.stats.get("oov_pairs", 0)
-    total_results = int(test.columns["mask"].sum())
+    oov_pairs = stats["test"].get("oov_pairs", 0)
+    total_results = int(_total(np.sum(test.columns["mask"], dtype=np.int64), parallel))
     summary = {
         **metrics.to_dict(),
         "model": config.model,
-        "train_sessions": train.num_sessions,
-        "validation_sessions": validation.num_sessions if validation is not None else 0,
-        "test_sessions": test.num_sessions,
+        "train_sessions": int(_total(train.num_sessions, parallel)),
+        "validation_sessions": int(_total(validation.num_sessions, parallel)) if validation is not None else 0,
+        "test_sessions": int(_total(test.num_sessions, parallel)),
         "train_seconds": fit.seconds,
         "epochs_run": len(fit.history),
         "best_epoch": fit.best_epoch,
@@ -180,18 +218,18 @@ def train_and_evaluate(
         "oov_test_pair_rate": oov_pairs / total_results if total_results else 0.0,
         "parameters": parameters,
         "history": [asdict(record) for record in fit.history],
-        "reader_stats": {
-            "train": train.stats,
-            "validation": validation.stats if validation is not None else None,
-            "test": test.stats,
-        },
+        "reader_stats": stats,
         "config": asdict(config),
         "versions": {
             "clickjax": __version__,
             "jax": jax.__version__,
             "python": platform.python_version(),
         },
+        "processes": jax.process_count(),
+        "devices": parallel.device_count if parallel is not None else 1,
     }
+    if not writes_output:
+        return summary
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     (output / "parameters.json").write_text(json.dumps(summary["parameters"], indent=2) + "\n")
     save_model(
@@ -200,13 +238,32 @@ def train_and_evaluate(
         config={
             "model": config.model,
             "positions": config.positions,
-            "query_doc_pairs": vocabulary.pair_table_size,
+            "query_doc_pairs": table_rows,
         },
-        pairs=training_pairs(train),
+        pairs=pairs,
     )
     # `clickjax evaluate` and `export` read new logs with the training ids through this file.
-    save_vocabulary(vocabulary, output / "model" / VOCABULARY_FILE)
+    # NOTE: Parquet shards carry the ids of the vocabulary they were ingested with, which stays
+    # with the shards, so a model trained on them is saved without one.
+    if config.format != "parquet":
+        save_vocabulary(vocabulary, output / "model" / VOCABULARY_FILE)
     return summary
+
+
+def _shard_pair_table_size(config: TrainingConfig, logs: list[ClickLog | None]) -> int:
+    """Check that the train, validation and test shards share one vocabulary and return its pair table size."""
+    inputs = [("train", config.train), ("validation", config.validation), ("test", config.test)]
+    vocabularies = {role: ShardReader(paths).vocabulary for role, paths in inputs if paths}
+    ids = {role: entry["id"] for role, entry in vocabularies.items() if entry is not None}
+    if len(set(ids.values())) > 1:
+        raise ValueError(
+            "the train, validation and test shards were encoded with different vocabularies, so their ids do not "
+            "match; ingest them as splits of one log (--split) or with --vocabulary set to the training vocabulary"
+        )
+    # The largest id seen also bounds the table, for shard files read without their manifest.
+    largest_id = max(int(log.columns["query_doc_id"].max(initial=0)) for log in logs if log is not None)
+    sizes = [entry["pair_table_size"] for entry in vocabularies.values() if entry is not None]
+    return max([largest_id + 1, *sizes])
 
 
 def _read(
@@ -214,34 +271,36 @@ def _read(
     paths: list[str],
     vocabulary: Vocabulary,
     role: str,
+    parallel: DataParallel | None,
     bars: Progress,
     min_sessions_per_query: int = 1,
 ) -> ClickLog:
     # The rare-query rule shapes the training data. Applied to a test log it would drop test sessions
     # by their count there, so validation and test logs keep every query.
     started = time.perf_counter()
+    options = {
+        "positions": config.positions,
+        "on_error": config.on_error,
+        "document_key": config.document_key,
+        "query_key": config.query_key,
+        "behaviour": config.behaviour,
+        "features": config.features,
+        "min_results": config.min_results,
+        "drop_sessions_without_clicks": config.drop_sessions_without_clicks,
+    }
     try:
         with bars.bar(f"reading the {role} log", unit=" sessions") as bar:
-            log = ClickLog.read(
-                config.format,
-                paths,
-                vocabulary,
-                positions=config.positions,
-                on_error=config.on_error,
-                document_key=config.document_key,
-                query_key=config.query_key,
-                behaviour=config.behaviour,
-                features=config.features,
-                min_results=config.min_results,
-                min_sessions_per_query=min_sessions_per_query,
-                drop_sessions_without_clicks=config.drop_sessions_without_clicks,
-                on_batch=bar.update,
-            )
+            if parallel is None or parallel.process_count == 1:
+                log = ClickLog.read(
+                    config.format, paths, vocabulary, min_sessions_per_query=min_sessions_per_query, on_batch=bar.update, **options
+                )
+            else:
+                log = read_process_log(config.format, paths, vocabulary, min_sessions_per_query=min_sessions_per_query, **options)
     except FileNotFoundError as error:
         # Name the input that listed the path, since train, validation and test files all arrive here.
         raise FileNotFoundError(error.errno, f"{error.strerror} (a {role} file)", error.filename) from error
-    if log.num_sessions == 0:
-        stats = ", ".join(f"{name} {count}" for name, count in log.stats.items() if count)
+    if _total(log.num_sessions, parallel) == 0:
+        stats = ", ".join(f"{name} {count}" for name, count in _total_stats(log, parallel).items() if count)
         raise ValueError(
             f"the {role} log has no sessions: {', '.join(paths)} (reader counts: {stats or 'none'}); "
             f"check the file and --format {config.format}"
@@ -272,23 +331,70 @@ def _check_memory(config: TrainingConfig, pairs: int, validation: bool, max_memo
 class _EpochLog:
     """Appends each epoch record to the JSONL file, advances the epoch bar and calls the user's callback."""
 
-    def __init__(self, path: Path, callback: Callable[[EpochRecord], None] | None, bar):
+    def __init__(self, path: Path | None, callback: Callable[[EpochRecord], None] | None, bar):
         self.path = path
         self.callback = callback
         self.bar = bar
         self.file = None
 
     def __enter__(self) -> _EpochLog:
-        self.file = self.path.open("w")
+        # Processes other than the first write no files, so they get no path.
+        if self.path is not None:
+            self.file = self.path.open("w")
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         self.bar.close()
 
     def record(self, record: EpochRecord) -> None:
-        self.file.write(json.dumps(asdict(record)) + "\n")
-        self.file.flush()
+        if self.file is not None:
+            self.file.write(json.dumps(asdict(record)) + "\n")
+            self.file.flush()
         self.bar.update(1)
         if self.callback is not None:
             self.callback(record)
+
+
+def _total(value, parallel: DataParallel | None):
+    """Sum a count over the processes (the value itself with one process)."""
+    return value if parallel is None else parallel.sum_across_processes(value)
+
+
+def _total_stats(log: ClickLog | None, parallel: DataParallel | None) -> dict[str, int] | None:
+    """Sum the reader counters of a log over the processes."""
+    if log is None or parallel is None or parallel.process_count == 1:
+        return None if log is None else dict(log.stats)
+    names = sorted(log.stats)
+    totals = parallel.sum_across_processes(np.array([log.stats[name] for name in names], np.int64))
+    return {name: int(count) for name, count in zip(names, totals)}
+
+
+def _combined_training_pairs(train: ClickLog, table_rows: int, parallel: DataParallel) -> dict[str, np.ndarray]:
+    """Merge the `training_pairs` of every process's share of the training log."""
+    local = training_pairs(train)
+    if parallel.process_count == 1:
+        return local
+    ids = local["query_doc_id"]
+    # Row 0 counts the processes that saw each pair. Every process gives a pair the same query and
+    # document, so their sums divided by that count are the ids themselves.
+    by_pair = np.zeros((3, table_rows), np.int64)
+    by_pair[0, ids] = 1
+    by_pair[1, ids] = local["query_id"]
+    by_pair[2, ids] = local["doc_id"]
+    impressions = np.zeros(table_rows, np.float64)
+    impressions[ids] = local["impressions"]
+    clicks = np.zeros(table_rows, np.float64)
+    clicks[ids] = local["clicks"]
+    by_pair = parallel.sum_across_processes(by_pair)
+    impressions = parallel.sum_across_processes(impressions)
+    clicks = parallel.sum_across_processes(clicks)
+    seen = np.flatnonzero(by_pair[0])
+    return {
+        "query_id": (by_pair[1, seen] // by_pair[0, seen]).astype(np.int32),
+        "doc_id": (by_pair[2, seen] // by_pair[0, seen]).astype(np.int32),
+        "query_doc_id": seen.astype(np.int32),
+        "impressions": impressions[seen],
+        "clicks": clicks[seen],
+    }

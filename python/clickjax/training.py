@@ -27,6 +27,7 @@ import optax
 from flax import nnx
 
 from clickjax.data import ClickLog
+from clickjax.distributed import DataParallel
 from clickjax.metrics import Metrics, evaluate
 
 __all__ = ["EpochRecord", "FitResult", "Trainer"]
@@ -89,6 +90,10 @@ class Trainer:
       seed: seed of the shuffling and of the out-of-vocabulary draws; the same data and seed give
         the same parameters.
       on_epoch: called with each `EpochRecord` as it completes (the CLI prints progress with it).
+      parallel: split each batch over the devices (and processes) of a `DataParallel` mesh;
+        `batch_size` is then the global batch, a multiple of the device count. Each process
+        passes its own share of the logs to `fit` and `evaluate` (see
+        `clickjax.distributed.read_process_log`). None trains on JAX's default device.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class Trainer:
         oov_rate: float = DEFAULT_OOV_RATE,
         seed: int = 0,
         on_epoch: Callable[[EpochRecord], None] | None = None,
+        parallel: DataParallel | None = None,
     ):
         if epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -120,11 +126,16 @@ class Trainer:
         self.oov_rate = oov_rate
         self.seed = seed
         self.on_epoch = on_epoch
+        self.parallel = parallel
+        if parallel is not None:
+            parallel.local_batch_size(batch_size)
 
     def fit(self, model: nnx.Module, train: ClickLog, validation: ClickLog | None = None) -> FitResult:
         """Train `model` in place on `train`, with early stopping on `validation` if given."""
-        if train.num_sessions == 0:
+        if self._total_sessions(train) == 0:
             raise ValueError("the training log has no sessions; check the reader's stats")
+        if self.parallel is not None:
+            self.parallel.shard_model(model)
         optimizer = nnx.Optimizer(model, self.optimizer, wrt=nnx.Param)
         result = FitResult(validated=validation is not None)
         best_log_likelihood = -np.inf
@@ -169,21 +180,47 @@ class Trainer:
 
         if best_state is not None:
             nnx.update(model, best_state)
+            if self.parallel is not None:
+                self.parallel.shard_model(model)
         result.seconds = time.perf_counter() - started
         return result
 
     def evaluate(self, model: nnx.Module, log: ClickLog) -> Metrics:
-        """Compute the metrics of `model` on `log`; the model is not changed."""
-        return evaluate(model, log.batches(self.batch_size))
+        """Compute the metrics of `model` on `log`; the model is not changed.
+
+        With several processes each passes its own share of the log, and the metric sums of all
+        shares are added up before any metric is computed, so every process gets the metrics of
+        the whole log.
+        """
+        return evaluate(model, map(self._place, self._batches(log)))
+
+    def _batches(self, log: ClickLog, *, shuffle: bool = False, seed: int = 0):
+        if self.parallel is None:
+            return log.batches(self.batch_size, shuffle=shuffle, seed=seed)
+        return self.parallel.batches(log, self.batch_size, shuffle=shuffle, seed=seed)
+
+    def _place(self, batch: dict[str, np.ndarray]):
+        """Return a host batch for a step: split over the `parallel` mesh, or unchanged.
+
+        An unchanged numpy batch is copied to the default device by the jitted step.
+        """
+        if self.parallel is None:
+            return batch
+        return self.parallel.place(batch)
+
+    def _total_sessions(self, log: ClickLog) -> int:
+        if self.parallel is None:
+            return log.num_sessions
+        return int(self.parallel.sum_across_processes(log.num_sessions))
 
     def _run_epoch(self, model, optimizer, train: ClickLog, epoch: int) -> float:
         total_loss = 0.0
         total_weight = 0.0
         epoch_key = jax.random.fold_in(jax.random.key(self.seed), epoch)
-        batches = train.batches(self.batch_size, shuffle=True, seed=self.seed * 100_003 + epoch)
+        batches = self._batches(train, shuffle=True, seed=self.seed * 100_003 + epoch)
         for step, batch in enumerate(batches):
             oov_key = jax.random.fold_in(epoch_key, step)
-            loss, weight = _train_step(model, optimizer, batch, oov_key, self.oov_rate)
+            loss, weight = _train_step(model, optimizer, self._place(batch), oov_key, self.oov_rate)
             total_loss += float(loss) * float(weight)
             total_weight += float(weight)
         return total_loss / max(total_weight, 1.0)
@@ -206,5 +243,12 @@ def _replace_with_oov(batch, key, rate):
 
 
 def _copy_state(model: nnx.Module):
-    # nnx.state returns live references to the parameters; copy them to keep a snapshot.
-    return jax.tree.map(lambda x: np.array(x, copy=True), nnx.state(model, nnx.Param))
+    # nnx.state returns live references to the parameters; copy them to keep a snapshot. An
+    # array spread over several processes cannot be read whole here, so it is copied on its devices.
+    return jax.tree.map(_copy_array, nnx.state(model, nnx.Param))
+
+
+def _copy_array(array):
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        return jnp.array(array, copy=True)
+    return np.array(array, copy=True)

@@ -1,0 +1,464 @@
+"""Canonical Parquet shards: read the batches that `clickjax ingest` wrote, checked and shuffled.
+
+An ingest folder contains `part-00000.parquet`, `part-00001.parquet`, ... (one row per session, the
+batch contract's columns), a `manifest.json` that lists them, and `load_report.json`. With splits,
+each split is a subfolder of the same layout (see `clickjax.ingest`). Reading shards skips parsing,
+so a log that is trained on many times should be ingested once:
+
+    reader = read_shards(["ingested/train"])
+    for batch in reader:
+        ...  # pyarrow.RecordBatch with the batch contract's columns
+    log = ShardedLog(["ingested/train"])
+    for batch in log.batches(1024, shuffle=True, seed=0):
+        ...  # dict of numpy arrays, always exactly 1024 rows
+
+`read_batches("parquet", ...)` and `ClickLog.read("parquet", ...)` of `clickjax.data` read shards
+through `read_shards`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "SCHEMA_METADATA_KEY",
+    "ShardError",
+    "ShardReader",
+    "ShardedLog",
+    "contract_schema",
+    "read_manifest",
+    "read_shards",
+    "shuffled_batches",
+]
+
+PathLike = str | os.PathLike
+
+# Version of the shard layout and manifest; readers reject other versions.
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+# Parquet schema metadata key of each shard: JSON with `format_version` and `positions`, so that a
+# shard file read without its manifest still states how it was padded.
+SCHEMA_METADATA_KEY = b"clickjax"
+# Rows per RecordBatch when reading shards, unless the caller chooses.
+DEFAULT_READ_BATCH_SIZE = 65_536
+
+# Columns every shard has: name -> (Arrow value type, True if padded to [sessions, positions]).
+_CONTRACT_TYPES: dict[str, tuple[pa.DataType, bool]] = {
+    "query_id": (pa.int32(), False),
+    "doc_id": (pa.int32(), True),
+    "query_doc_id": (pa.int32(), True),
+    "query_doc_hash": (pa.int32(), True),
+    "position": (pa.int32(), True),
+    "click": (pa.uint8(), True),
+    "mask": (pa.uint8(), True),
+    "weight": (pa.float32(), False),
+}
+
+
+class ShardError(ValueError):
+    """A shard or ingest folder that does not match the batch contract or its manifest.
+
+    Attributes:
+      path: the shard file or folder.
+      column: the column at fault, or None when the file as a whole is at fault.
+    """
+
+    def __init__(self, message: str, path: PathLike, column: str | None = None):
+        super().__init__(message)
+        self.path = os.fspath(path)
+        self.column = column
+
+
+def contract_schema(positions: int) -> pa.Schema:
+    """Return the Arrow schema of the batch contract's eight columns, padded to `positions` slots."""
+    fields = []
+    for name, (value_type, padded) in _CONTRACT_TYPES.items():
+        arrow_type = pa.list_(pa.field("item", value_type, nullable=False), positions) if padded else value_type
+        fields.append(pa.field(name, arrow_type, nullable=False))
+    return pa.schema(fields)
+
+
+def read_manifest(folder: PathLike) -> dict:
+    """Read and check the `manifest.json` of an ingest folder or split subfolder.
+
+    Raises:
+      ShardError: the folder has no manifest, or it is not valid JSON of a known format version.
+    """
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise ShardError(
+            f"{folder} has no {MANIFEST_NAME}; name a folder that clickjax ingest wrote (its --output "
+            "or a split subfolder) or the part-NNNNN.parquet files themselves",
+            folder,
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ShardError(f"{path} is not valid JSON ({error}); run clickjax ingest again", path) from error
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != FORMAT_VERSION:
+        raise ShardError(
+            f"{path} has format_version {version!r}, but this clickjax reads version {FORMAT_VERSION}; "
+            "run clickjax ingest again with this version",
+            path,
+        )
+    return manifest
+
+
+@dataclass(frozen=True)
+class _Shard:
+    path: Path
+    # Manifest of the folder that lists this shard, or None for a shard file named on its own.
+    manifest: dict | None
+
+
+class ShardReader:
+    """An iterator of `pyarrow.RecordBatch` over canonical Parquet shards, read one after another.
+
+    Every shard is opened and checked when the reader is made, so a wrong file fails before any
+    batch. Batches come from pyarrow's Parquet decoder in its own 64-byte aligned buffers, so
+    `clickjax.data.batch_to_numpy` returns views of them without a copy.
+
+    Attributes:
+      paths: the shard files in reading order.
+      positions: slots per row, P.
+      columns: the column names of every batch, the batch contract's first.
+      vocabulary: the `vocabulary` entry of the shards' manifest (table sizes and the id of the
+        vocabulary that encoded them), or None for shard files without a manifest.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[PathLike],
+        *,
+        positions: int | None = None,
+        batch_size: int = DEFAULT_READ_BATCH_SIZE,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not paths:
+            raise ValueError("no shard paths given; name an ingest folder or part-NNNNN.parquet files")
+        shards = [shard for path in paths for shard in _resolve(Path(path))]
+        self.positions: int | None = positions
+        self.columns: list[str] | None = None
+        self._files = []
+        for shard in shards:
+            self._files.append(self._open(shard))
+        self.paths = [shard.path for shard in shards]
+        if self.positions is None:
+            # A split that received no sessions has no shards, but its manifest records P.
+            self.positions = next((_read_positions(Path(path)) for path in paths if Path(path).is_dir()), None)
+        self.vocabulary = _common_vocabulary(shards)
+        self.batch_size = batch_size
+        self._batches = self._iterate()
+        self._counts = {"sessions_read": 0, "sessions_kept": 0, "oov_queries": 0, "oov_documents": 0, "oov_pairs": 0}
+
+    def __iter__(self) -> ShardReader:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        batch = next(self._batches)
+        self._count(batch)
+        return batch
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters so far: `sessions_read` and `sessions_kept` (rows), and the out-of-vocabulary
+        counts `oov_queries` (rows with query id 1), `oov_documents` and `oov_pairs` (real results
+        with document or pair id 1), in the keys of the text readers' counters."""
+        return dict(self._counts)
+
+    @property
+    def shard_sessions(self) -> list[int]:
+        """Rows in each shard, in reading order, from the Parquet footers."""
+        return [file.metadata.num_rows for file in self._files]
+
+    @property
+    def num_sessions(self) -> int:
+        """Rows in all shards, from the Parquet footers."""
+        return sum(self.shard_sessions)
+
+    def _open(self, shard: _Shard) -> pq.ParquetFile:
+        try:
+            file = pq.ParquetFile(shard.path)
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowInvalid, OSError) as error:
+            raise ShardError(f"{shard.path} is not a readable Parquet file ({error}); run clickjax ingest again", shard.path) from error
+        positions = _check_schema(shard, file.schema_arrow)
+        if self.positions is None:
+            self.positions = positions
+        elif positions != self.positions:
+            raise ShardError(
+                f"{shard.path} is padded to {positions} positions, but {self.positions} were requested "
+                f"(--positions); ingest the log again with --positions {self.positions}, or read it with "
+                f"--positions {positions}",
+                shard.path,
+            )
+        names = file.schema_arrow.names
+        if self.columns is None:
+            self.columns = names
+        elif names != self.columns:
+            raise ShardError(
+                f"{shard.path} has the columns {names}, but the shards before it have {self.columns}; "
+                "read shards of one ingest together",
+                shard.path,
+            )
+        return file
+
+    def _iterate(self) -> Iterator[pa.RecordBatch]:
+        for file in self._files:
+            yield from file.iter_batches(batch_size=self.batch_size, use_threads=True)
+
+    def _count(self, batch: pa.RecordBatch) -> None:
+        rows = batch.num_rows
+        positions = self.positions
+        mask = _padded(batch, "mask", positions).astype(bool)
+        self._counts["sessions_read"] += rows
+        self._counts["sessions_kept"] += rows
+        self._counts["oov_queries"] += int(np.count_nonzero(batch.column("query_id").to_numpy() == 1))
+        self._counts["oov_documents"] += int(np.count_nonzero((_padded(batch, "doc_id", positions) == 1) & mask))
+        self._counts["oov_pairs"] += int(np.count_nonzero((_padded(batch, "query_doc_id", positions) == 1) & mask))
+
+
+def read_shards(
+    paths: Sequence[PathLike],
+    *,
+    positions: int | None = None,
+    batch_size: int = DEFAULT_READ_BATCH_SIZE,
+) -> ShardReader:
+    """Stream canonical Parquet shards as Arrow RecordBatches.
+
+    Args:
+      paths: ingest folders (or split subfolders) with a `manifest.json`, or shard files, read in
+        this order. A folder's shards are read in the manifest's order.
+      positions: page length P the caller expects; None accepts the shards' own. Shards are never
+        re-padded, so a different P is an error.
+      batch_size: maximum rows per RecordBatch; a batch never spans two shards.
+
+    Returns:
+      A `ShardReader` of RecordBatches with the batch contract's columns, `[batch]` and
+      `[batch, positions]`, plus any behaviour or label columns the ingest kept.
+
+    Raises:
+      FileNotFoundError: a path does not exist.
+      ShardError: a folder without a manifest, or one that contains splits rather than shards. A
+        file that is not Parquet, lacks a contract column, has a column of the wrong type, or was
+        padded to another P. The message names the file and the column.
+    """
+    return ShardReader(paths, positions=positions, batch_size=batch_size)
+
+
+def shuffled_batches(
+    reader_paths: Sequence[PathLike],
+    batch_size: int,
+    *,
+    seed: int = 0,
+    buffer_sessions: int = 100_000,
+    positions: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yield shuffled batches of exactly `batch_size` rows from shards, in bounded memory.
+
+    The shard order is a permutation drawn from `seed`. Sessions then pass through a buffer of
+    `buffer_sessions` rows: whenever the buffer contains more, the surplus is drawn uniformly at random
+    from the whole buffer and yielded. So memory is bounded by `buffer_sessions` plus one read
+    batch of max(`batch_size`, 1024, `buffer_sessions` / 2) rows, and the order is a permutation of every session that depends only on `seed`. The
+    last batch is padded with empty sessions (`mask` and `weight` 0), as `ClickLog.batches` does.
+
+    Args:
+      reader_paths: ingest folders or shard files, as for `read_shards`.
+      batch_size: rows per yielded batch.
+      seed: seed of the shard order and of the draws from the buffer.
+      buffer_sessions: sessions kept in the buffer; a larger buffer mixes sessions from further apart.
+      positions: page length P the caller expects; None accepts the shards' own.
+
+    Yields:
+      Dicts of numpy arrays, `[batch_size]` or `[batch_size, positions]`.
+    """
+    from clickjax.data import batch_to_numpy, pad_batch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if buffer_sessions < 0:
+        raise ValueError(f"buffer_sessions must be at least 0, got {buffer_sessions}")
+    rng = np.random.default_rng(seed)
+    files = [shard.path for path in reader_paths for shard in _resolve(Path(path))]
+    order = rng.permutation(len(files))
+    # Read batches of half the buffer, so that refilling it copies each row only a few times.
+    read_batch_size = max(batch_size, 1024, buffer_sessions // 2)
+    reader = ShardReader([files[i] for i in order], positions=positions, batch_size=read_batch_size)
+
+    buffer: dict[str, np.ndarray] | None = None
+    for record_batch in reader:
+        arrays = batch_to_numpy(record_batch)
+        if buffer is None:
+            buffer = {name: array.copy() for name, array in arrays.items()}
+        else:
+            buffer = {name: np.concatenate([buffer[name], arrays[name]]) for name in buffer}
+        rows = len(buffer["weight"])
+        surplus = (rows - buffer_sessions) // batch_size * batch_size
+        if surplus <= 0:
+            continue
+        # Draw the surplus rows uniformly from the whole buffer and keep the rest for later.
+        permutation = rng.permutation(rows)
+        drawn, kept = permutation[:surplus], np.sort(permutation[surplus:])
+        for start in range(0, surplus, batch_size):
+            rows_out = drawn[start : start + batch_size]
+            yield {name: column[rows_out] for name, column in buffer.items()}
+        buffer = {name: column[kept] for name, column in buffer.items()}
+
+    if buffer is None:
+        return
+    permutation = rng.permutation(len(buffer["weight"]))
+    for start in range(0, len(permutation), batch_size):
+        rows_out = permutation[start : start + batch_size]
+        yield pad_batch({name: column[rows_out] for name, column in buffer.items()}, batch_size)
+
+
+class ShardedLog:
+    """A click log kept on disk as shards and streamed for training, in bounded memory.
+
+    It has the interface of `clickjax.data.ClickLog` that `clickjax.training.Trainer` uses
+    (`num_sessions`, `batches`), so a log larger than memory can be trained on:
+    `Trainer(...).fit(model, ShardedLog(["ingested/train"]))`.
+
+    Attributes:
+      paths: ingest folders or shard files.
+      positions: page length P of the shards.
+      buffer_sessions: size of the shuffle buffer, in sessions.
+    """
+
+    def __init__(self, paths: Sequence[PathLike], *, positions: int | None = None, buffer_sessions: int = 100_000):
+        reader = ShardReader(paths, positions=positions)
+        self.paths = list(paths)
+        self.positions = reader.positions
+        self.buffer_sessions = buffer_sessions
+        self._num_sessions = reader.num_sessions
+        self._shard_sessions = reader.shard_sessions
+
+    @property
+    def num_sessions(self) -> int:
+        """Number of rows in all shards."""
+        return self._num_sessions
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Yield batches of exactly `batch_size` rows; the last one is padded with empty sessions.
+
+        Without `shuffle` the rows come in shard order; with it, through `shuffled_batches`.
+        """
+        from clickjax.data import batch_to_numpy, pad_batch
+
+        if shuffle:
+            yield from shuffled_batches(
+                self.paths, batch_size, seed=seed, buffer_sessions=self.buffer_sessions, positions=self.positions
+            )
+            return
+        for record_batch in ShardReader(self.paths, positions=self.positions, batch_size=batch_size):
+            yield pad_batch(batch_to_numpy(record_batch), batch_size)
+
+    def num_batches(self, batch_size: int, *, shuffle: bool = False) -> int:
+        """Number of batches `batches(batch_size, shuffle=shuffle)` yields.
+
+        Without shuffling a batch never spans two shards, so each shard ends with its own batch.
+        """
+        if shuffle:
+            return -(-self.num_sessions // batch_size)
+        return sum(-(-rows // batch_size) for rows in self._shard_sessions)
+
+
+def _resolve(path: Path) -> list[_Shard]:
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file or directory", os.fspath(path))
+    if path.is_file():
+        manifest = None
+        if (path.parent / MANIFEST_NAME).is_file():
+            manifest = read_manifest(path.parent)
+        return [_Shard(path, manifest)]
+    manifest = read_manifest(path)
+    if manifest.get("splits") and not manifest.get("shards"):
+        names = ", ".join(str(path / name) for name in manifest["splits"])
+        raise ShardError(f"{path} contains the splits {', '.join(manifest['splits'])}, not shards; name one of {names}", path)
+    return [_Shard(path / entry["path"], manifest) for entry in manifest.get("shards", [])]
+
+
+def _read_positions(folder: Path) -> int:
+    return read_manifest(folder)["positions"]
+
+
+def _check_schema(shard: _Shard, schema: pa.Schema) -> int:
+    """Check a shard's schema against the batch contract and its manifest; return its P."""
+    path = shard.path
+    metadata = json.loads((schema.metadata or {}).get(SCHEMA_METADATA_KEY, b"{}"))
+    positions = metadata.get("positions")
+    if positions is None:
+        raise ShardError(
+            f"{path} has no clickjax metadata, so it was not written by clickjax ingest; ingest the raw log",
+            path,
+        )
+    if shard.manifest is not None and shard.manifest["positions"] != positions:
+        raise ShardError(
+            f"{path} is padded to {positions} positions, but its {MANIFEST_NAME} records "
+            f"{shard.manifest['positions']}; the folder mixes two ingests, so ingest the log again",
+            path,
+        )
+    for name, (value_type, padded) in _CONTRACT_TYPES.items():
+        if name not in schema.names:
+            raise ShardError(
+                f"{path} has no column {name!r}; shards need the batch contract's columns "
+                f"{', '.join(_CONTRACT_TYPES)}, so ingest the log again",
+                path,
+                name,
+            )
+        actual = schema.field(name).type
+        expected = pa.list_(value_type, positions) if padded else value_type
+        if padded and pa.types.is_fixed_size_list(actual) and actual.list_size != positions:
+            raise ShardError(
+                f"{path}: column {name!r} has {actual.list_size} slots, but the shard is padded to "
+                f"{positions} positions; ingest the log again",
+                path,
+                name,
+            )
+        if not _same_type(actual, expected):
+            raise ShardError(f"{path}: column {name!r} has type {actual}, expected {expected}", path, name)
+    return positions
+
+
+def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
+    # Field names and nullability of list items do not matter to readers.
+    if pa.types.is_fixed_size_list(expected):
+        return (
+            pa.types.is_fixed_size_list(actual)
+            and actual.list_size == expected.list_size
+            and actual.value_type == expected.value_type
+        )
+    return actual == expected
+
+
+def _common_vocabulary(shards: list[_Shard]) -> dict | None:
+    vocabularies = {json.dumps(shard.manifest["vocabulary"], sort_keys=True) for shard in shards if shard.manifest}
+    ids = {json.loads(entry).get("id") for entry in vocabularies}
+    if len(ids) > 1:
+        raise ShardError(
+            f"the shards were encoded with {len(ids)} different vocabularies, so their ids do not match; "
+            "ingest every log with --vocabulary set to the training ingest's vocabulary.parquet",
+            shards[0].path,
+        )
+    if not vocabularies:
+        return None
+    # Split subfolders of one ingest share the vocabulary id; keep the largest table sizes.
+    entries = [json.loads(entry) for entry in vocabularies]
+    return max(entries, key=lambda entry: entry.get("pair_table_size", 0))
+
+
+def _padded(batch: pa.RecordBatch, name: str, positions: int) -> np.ndarray:
+    return batch.column(name).flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, positions)
