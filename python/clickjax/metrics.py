@@ -20,7 +20,7 @@ perplexity of its own and does not enter the overall mean.
 Results whose query-document pair is out of vocabulary (`query_doc_id` 1, a pair unseen in
 training) are counted. The `unseen` policy decides what happens to them: `"oov"` scores them with
 the model's out-of-vocabulary parameter like any other result. `"skip"` leaves them out of every
-metric, but the model still sees the whole session, so the clicks on a skipped result
+metric, but the model still reads the whole session, so the clicks on a skipped result
 still condition the probabilities of the results below it.
 """
 

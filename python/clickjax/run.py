@@ -159,7 +159,7 @@ def train_and_evaluate(
         # Shards carry their ids, so the vocabulary stayed empty: size the table from the manifests.
         pair_table_size = _shard_pair_table_size(config, [train, validation, test])
     table_rows = pair_table_size if parallel is None else parallel.table_rows(pair_table_size)
-    # NOTE: the estimate counts whole tables on one device; with --shard-tables each device holds
+    # NOTE: the estimate counts whole tables on one device. With --shard-tables each device holds
     # only its rows, so the estimate is then too high by up to the device count.
     _check_memory(config, table_rows, validation is not None, max_memory, on_memory)
 
