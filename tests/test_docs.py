@@ -23,6 +23,9 @@ API_OBJECTS = {
     "api/distributed": ["clickjax.distributed.DataParallel", "clickjax.distributed.initialize"],
     "api/metrics": ["clickjax.metrics.Metrics", "clickjax.metrics.evaluate"],
     "api/serialization": ["clickjax.serialization.save_model", "clickjax.serialization.load_model"],
+    "api/ranking": ["clickjax.ranking.ranking_metrics", "clickjax.ranking.expected_ranking_metrics"],
+    "api/comparison": ["clickjax.comparison.bootstrap_click_metrics"],
+    "api/export": ["clickjax.export.export_pairs", "clickjax.export.GradeMapping"],
     "api/ingest": ["clickjax.ingest.ingest", "clickjax.ingest.aggregate_sessions"],
     "api/shards": ["clickjax.shards.read_shards", "clickjax.shards.shuffled_batches"],
     "api/parameters": [

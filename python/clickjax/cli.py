@@ -1,10 +1,16 @@
-"""The `clickjax` command line: train click models on raw logs and print their metrics.
+"""The `clickjax` command line: train click models on raw logs, evaluate, export and plot them.
 
     clickjax train --model pbm --format wscd --train trainSample --test testSample --output runs/pbm
+    clickjax evaluate --model-dir runs/pbm --format wscd --test testSample
+    clickjax export --model-dir runs/pbm --output relevance.parquet --propensities propensities.parquet
+    clickjax plot --model-dir runs/pbm --output runs/pbm/figures
     clickjax train --distributed --coordinator-address HOST:PORT --num-processes 2 --process-id 0 ...
     clickjax demo
     clickjax simulate --model dbn --sessions 100000 --format baidu --output simulated.txt.gz
     clickjax ingest --format wscd --output ingested --split train=0.9,test=0.1 trainSample
+
+Every command also reads its options from a TOML file given with `--config FILE.toml`
+(`clickjax.configfile`); flags on the command line override the file.
 
 The commands are a thin layer over the Python API (`clickjax.data`, `clickjax.models`,
 `clickjax.training`).
@@ -24,10 +30,14 @@ import jax
 
 from clickjax import __version__
 from clickjax import distributed
+from clickjax.cli_evaluation import add_evaluation_commands
+from clickjax.configfile import apply_config_file
 from clickjax.data import FORMATS
 from clickjax.errors import ClickjaxError
 from clickjax.ingest import DEFAULT_SHARD_SESSIONS, SPLIT_BY, ingest, parse_splits, read_load_report
+from clickjax.memory import format_bytes, parse_bytes
 from clickjax.models import MODELS
+from clickjax.progress import Progress
 from clickjax.run import TrainingConfig, train_and_evaluate
 from clickjax.simulation import SimulationConfig, run_simulation, truth_path
 from clickjax.training import DEFAULT_LEARNING_RATE
@@ -39,10 +49,12 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    parser, subparsers = _build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _apply_config(argv, subparsers)
+        args = parser.parse_args(argv)
         return args.handler(args)
     except OSError as error:
         if error.filename is not None and error.strerror is not None:
@@ -55,7 +67,35 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _apply_config(argv: list[str], subparsers: dict[str, argparse.ArgumentParser]) -> None:
+    """Load the `--config` file of the command in `argv`, if any, as that command's defaults."""
+    command = next((word for word in argv if not word.startswith("-")), None)
+    if command not in subparsers:
+        return
+    rest = argv[argv.index(command) + 1:]
+    for index, word in enumerate(rest):
+        if word == "--config" and index + 1 < len(rest):
+            apply_config_file(subparsers[command], Path(rest[index + 1]))
+        elif word.startswith("--config="):
+            apply_config_file(subparsers[command], Path(word.removeprefix("--config=")))
+
+
+def _memory_size(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE.toml",
+        help="read options from a TOML file (keys are the flag names without dashes); flags given here override it",
+    )
+    parser.add_argument("--quiet", action="store_true", help="show no progress bars or per-epoch lines")
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="clickjax", description="Fit click models to search-engine click logs."
     )
@@ -76,6 +116,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--document-key", choices=("url", "text"), default=None,
         help="what identifies a Baidu document: its URL MD5 (url) or its title and abstract tokens (text, "
         "the key of the annotation files); default: url, and text for baidu-annotation",
+    )
+    train.add_argument(
+        "--max-memory", type=_memory_size, metavar="SIZE",
+        help="memory limit for the training estimate, such as 16G (default: the memory available now); "
+        "train stops before allocating when the estimate exceeds it",
     )
     train.add_argument(
         "--query-key", default=None, metavar="KEY",
@@ -107,12 +152,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_training_options(train)
     _add_scaling_options(train)
+    _add_common_options(train)
     train.set_defaults(handler=_train_command)
 
     demo = commands.add_parser("demo", help="train on a small Baidu-format log shipped with clickjax")
     demo.add_argument("--model", default="pbm", choices=sorted(MODELS), help="click model to train (default: pbm)")
     demo.add_argument("--output", type=Path, metavar="DIR", help="folder for metrics (default: a temporary folder)")
     _add_training_options(demo)
+    _add_common_options(demo)
     demo.set_defaults(handler=_demo_command)
 
     simulate = commands.add_parser(
@@ -155,9 +202,12 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--seed", type=int, default=0, metavar="S", help="seed of the parameters, rankings and clicks (default: 0)"
     )
+    _add_common_options(simulate)
     simulate.set_defaults(handler=_simulate_command)
     _add_ingest_command(commands)
-    return parser
+    _add_common_options(commands.choices["ingest"])
+    add_evaluation_commands(commands, _add_common_options)
+    return parser, dict(commands.choices)
 
 
 def _add_ingest_command(commands) -> None:
@@ -351,12 +401,19 @@ def _train_command(args: argparse.Namespace) -> int:
     )
     # With several processes, process 0 prints and writes for all of them.
     if jax.process_index() != 0:
-        train_and_evaluate(config, args.output)
+        train_and_evaluate(config, args.output, max_memory=args.max_memory)
         return 0
     _print_training_plan(config)
-    summary = train_and_evaluate(config, args.output, progress=_print_progress, on_loaded=_print_report)
+    bars = Progress(args.quiet)
+    summary = train_and_evaluate(
+        config, args.output, progress=_epoch_printer(bars, args.quiet), on_loaded=_print_report,
+        bars=bars, max_memory=args.max_memory, on_memory=_print_memory,
+    )
     print(format_summary(summary))
-    print(f"\nwrote {args.output / 'metrics.json'}, {args.output / 'parameters.json'} and {args.output / 'model'}/")
+    print(
+        f"\nwrote {args.output / 'metrics.json'}, {args.output / 'parameters.json'}, "
+        f"{args.output / 'epochs.jsonl'} and {args.output / 'model'}/"
+    )
     return 0
 
 
@@ -373,11 +430,13 @@ def _demo_command(args: argparse.Namespace) -> int:
         truth = json.loads((folder / "demo-truth.json").read_text())
         print(f"clickjax demo: {args.model} on a simulated Baidu-ULTR-format log in {folder}")
         _print_training_plan(config)
+        bars = Progress(args.quiet)
+        options = {"progress": _epoch_printer(bars, args.quiet), "bars": bars}
         if args.output is None:
             with tempfile.TemporaryDirectory(prefix="clickjax-demo-") as output:
-                summary = train_and_evaluate(config, Path(output), progress=_print_progress)
+                summary = train_and_evaluate(config, Path(output), **options)
         else:
-            summary = train_and_evaluate(config, args.output, progress=_print_progress)
+            summary = train_and_evaluate(config, args.output, **options)
             print(f"wrote {args.output / 'metrics.json'}")
     print(format_summary(summary))
     estimated = summary["parameters"].get("examination_by_rank")
@@ -486,11 +545,23 @@ def _print_report(report) -> None:
         )
 
 
-def _print_progress(record) -> None:
-    validation = ""
-    if record.validation_log_likelihood is not None:
-        validation = f"  validation log-likelihood {record.validation_log_likelihood:.5f}"
-    print(f"epoch {record.epoch:3d}  train loss {record.train_loss:.5f}{validation}  ({record.seconds:.2f} s)", flush=True)
+def _epoch_printer(bars: Progress, quiet: bool):
+    """Return the callback that prints one line per epoch, or None with --quiet."""
+    if quiet:
+        return None
+
+    def print_epoch(record) -> None:
+        validation = ""
+        if record.validation_log_likelihood is not None:
+            validation = f"  validation log-likelihood {record.validation_log_likelihood:.5f}"
+        bars.write(f"epoch {record.epoch:3d}  train loss {record.train_loss:.5f}{validation}  ({record.seconds:.2f} s)")
+
+    return print_epoch
+
+
+def _print_memory(estimate, limit: int | None, source: str) -> None:
+    available = f"; {format_bytes(limit)} available ({source})" if limit is not None else f"; {source}"
+    print(estimate.format() + available, flush=True)
 
 
 def format_summary(summary: dict) -> str:
@@ -509,6 +580,7 @@ def format_summary(summary: dict) -> str:
         f"{'log-likelihood':<26}{summary['log_likelihood']:>12.5f}",
         f"{'perplexity':<26}{summary['perplexity']:>12.5f}",
         f"{'conditional perplexity':<26}{summary['conditional_perplexity']:>12.5f}",
+        f"{'calibration error (ECE)':<26}{summary['expected_calibration_error']:>12.5f}",
         "",
         f"{'rank':<6}{'perplexity':>12}{'cond. perplexity':>18}{'log-likelihood':>16}",
     ]

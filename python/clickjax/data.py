@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import jax
@@ -369,6 +369,7 @@ class ClickLog:
         *,
         positions: int | None = 10,
         read_batch_size: int = 8192,
+        on_batch: Callable[[int], None] | None = None,
         **options,
     ) -> ClickLog:
         """Read a whole raw log into memory.
@@ -377,9 +378,15 @@ class ClickLog:
         `min_results`, `min_sessions_per_query`, `behaviour`, `document_key`, `query_key`,
         `features`, `threads`) are those of `read_batches`. With `positions=None` the log's
         `positions` is the largest rank.
+        `on_batch`, if given, receives the number of sessions of each batch as it is read (the
+        CLI drives a progress bar with it).
         """
         reader = read_batches(format, paths, vocabulary, positions=positions, batch_size=read_batch_size, **options)
-        parts = [batch_to_numpy(batch) for batch in reader]
+        parts = []
+        for batch in reader:
+            parts.append(batch_to_numpy(batch))
+            if on_batch is not None:
+                on_batch(batch.num_rows)
         width = reader.positions
         if parts:
             columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

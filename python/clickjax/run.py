@@ -5,10 +5,18 @@ the validation and test logs with it, trains the model, evaluates it on the test
 
 - `metrics.json`: test metrics overall and per rank, session counts, training time, the readable
   parameters, the reader counters of every log and the configuration of the run;
-- `parameters.json`: the readable parameters alone (examination by rank, continuation, ...);
+- `parameters.json`: the readable parameters alone (examination by rank with its standard
+  errors, continuation, ...);
+- `epochs.jsonl`: one JSON object per epoch (epoch, train_loss, validation_log_likelihood,
+  seconds), appended as each epoch ends, so a run that is stopped keeps its history;
 - `model/`: the trained parameters and the training log's query-document pairs (see
-  `clickjax.serialization`), and `pair-statistics.parquet` with each pair's impressions, clicks,
+  `clickjax.serialization`), the training vocabulary `model/vocabulary.parquet`
+  (`clickjax.vocabulary`), and `pair-statistics.parquet` with each pair's impressions, clicks,
   estimates and standard errors (see `clickjax.uncertainty`) for models with per-pair tables.
+
+Before it allocates the model, `train_and_evaluate` estimates the memory that training needs
+(`clickjax.memory`) and stops with `MemoryLimitError` when the estimate exceeds the memory
+available or the `max_memory` given.
 
 With `data_parallel` the batches are split over every device (`clickjax.distributed`). When the
 program runs as several processes, each reads its share of the files, the counts in the results
@@ -33,14 +41,25 @@ from flax import nnx
 from clickjax import __version__
 from clickjax.data import ClickLog, Vocabulary
 from clickjax.distributed import DataParallel, read_process_log
+from clickjax.memory import MemoryEstimate, available_memory, estimate_training_memory, format_bytes
+from clickjax.metrics import evaluate
 from clickjax.models import MODELS
+from clickjax.progress import Progress
 from clickjax.report import LoadReport
-from clickjax.serialization import save_model, training_pairs
+from clickjax.serialization import VOCABULARY_FILE, save_model, training_pairs
 from clickjax.shards import ShardReader
 from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
-from clickjax.uncertainty import pair_table_roles, write_pair_statistics
+from clickjax.uncertainty import examination_standard_errors, pair_table_roles, write_pair_statistics
+from clickjax.vocabulary import save_vocabulary
 
-__all__ = ["TrainingConfig", "train_and_evaluate"]
+__all__ = ["EPOCH_LOG", "MemoryLimitError", "TrainingConfig", "train_and_evaluate"]
+
+# File of the epoch records, one JSON object per line.
+EPOCH_LOG = "epochs.jsonl"
+
+
+class MemoryLimitError(ValueError):
+    """The estimated training memory exceeds the memory available or the limit given."""
 
 logger = logging.getLogger(__name__)
 
@@ -93,25 +112,42 @@ def train_and_evaluate(
     output: Path,
     progress: Callable[[EpochRecord], None] | None = None,
     on_loaded: Callable[[LoadReport], None] | None = None,
+    *,
+    bars: Progress | None = None,
+    max_memory: int | None = None,
+    on_memory: Callable[[MemoryEstimate, int | None, str], None] | None = None,
 ) -> dict:
     """Train and evaluate as `config` specifies, write the results to `output`, and return the summary.
 
-    `on_loaded` receives the load report of each input ("train", "validation", "test") once every
-    input is read, before training starts.
+    Args:
+      config: the run's options.
+      output: the folder to write.
+      progress: called with each `EpochRecord` as its epoch ends.
+      on_loaded: receives the load report of each input ("train", "validation", "test") once
+        every input is read, before training starts.
+      bars: progress bars for reading, training and evaluation; None shows none.
+      max_memory: the memory limit in bytes for the estimate; None takes the memory available.
+      on_memory: receives the memory estimate, the limit it is checked against (None if unknown)
+        and where that limit comes from, before the model is allocated.
+
+    Raises:
+      MemoryLimitError: the estimated training memory exceeds the limit.
     """
     output = Path(output)
+    bars = bars or Progress(quiet=True)
     parallel = None
     if config.data_parallel or config.shard_tables or jax.process_count() > 1:
         parallel = DataParallel(table_sharding="rows" if config.shard_tables else "replicated")
         parallel.local_batch_size(config.batch_size)
         logger.info("training on %s", parallel)
+    writes_output = parallel is None or parallel.is_main_process
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
-    train = _read(config, config.train, vocabulary, "training", parallel, config.min_sessions_per_query)
+    train = _read(config, config.train, vocabulary, "training", parallel, bars, config.min_sessions_per_query)
     vocabulary.freeze()
-    validation = _read(config, config.validation, vocabulary, "validation", parallel) if config.validation else None
-    test = _read(config, config.test, vocabulary, "test", parallel)
+    validation = _read(config, config.validation, vocabulary, "validation", parallel, bars) if config.validation else None
+    test = _read(config, config.test, vocabulary, "test", parallel, bars)
     logs = {"train": train, "validation": validation, "test": test}
     stats = {name: _total_stats(log, parallel) for name, log in logs.items()}
     if on_loaded is not None:
@@ -124,25 +160,47 @@ def train_and_evaluate(
         # Shards carry their ids, so the vocabulary stayed empty: size the table from the manifests.
         pair_table_size = _shard_pair_table_size(config, [train, validation, test])
     table_rows = pair_table_size if parallel is None else parallel.table_rows(pair_table_size)
+    # NOTE: the estimate counts whole tables on one device. With --shard-tables each device holds
+    # only its rows, so the estimate is then too high by up to the device count.
+    _check_memory(config, table_rows, validation is not None, max_memory, on_memory)
 
     def build_model():
         return MODELS[config.model](positions=config.positions, query_doc_pairs=table_rows, rngs=nnx.Rngs(config.seed))
 
     model = build_model() if parallel is None else parallel.create_model(build_model)
-    trainer = Trainer(
-        learning_rate=config.learning_rate,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        patience=config.patience,
-        seed=config.seed,
-        on_epoch=progress,
-        parallel=parallel,
-    )
-    fit = trainer.fit(model, train, validation)
-    metrics = trainer.evaluate(model, test)
+    if writes_output:
+        output.mkdir(parents=True, exist_ok=True)
+    epoch_log_path = output / EPOCH_LOG if writes_output else None
+    with _EpochLog(epoch_log_path, progress, bars.bar("training", total=config.epochs, unit="epoch")) as epoch_log:
+        trainer = Trainer(
+            learning_rate=config.learning_rate,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            patience=config.patience,
+            seed=config.seed,
+            on_epoch=epoch_log.record,
+            parallel=parallel,
+        )
+        fit = trainer.fit(model, train, validation)
+    if parallel is None:
+        test_batches = bars.iterate(
+            test.batches(config.batch_size), "evaluating", total=test.num_batches(config.batch_size), unit="batch"
+        )
+        metrics = evaluate(model, test_batches)
+    else:
+        metrics = trainer.evaluate(model, test)
     pairs = training_pairs(train) if parallel is None else _combined_training_pairs(train, table_rows, parallel)
     if parallel is not None:
         parallel.gather_model(model)
+
+    parameters = model.parameter_summary()
+    # With several processes each holds only its share of the training log, whose information
+    # would understate the whole log's, so the standard errors are left out there.
+    standard_errors = examination_standard_errors(model, train, config.batch_size) if jax.process_count() == 1 else None
+    if standard_errors is not None and "examination_by_rank" in parameters:
+        # Row 0 of the table is padding. UBM's column r' = 0 is examination with no click above.
+        by_rank = standard_errors[1:] if standard_errors.ndim == 1 else standard_errors[1:, 0]
+        parameters["examination_by_rank_standard_error"] = [None if math.isnan(v) else float(v) for v in by_rank]
 
     oov_pairs = stats["test"].get("oov_pairs", 0)
     total_results = int(_total(np.sum(test.columns["mask"], dtype=np.int64), parallel))
@@ -159,7 +217,7 @@ def train_and_evaluate(
         "early_stopping": fit.validated,
         "oov_test_pairs": oov_pairs,
         "oov_test_pair_rate": oov_pairs / total_results if total_results else 0.0,
-        "parameters": model.parameter_summary(),
+        "parameters": parameters,
         "history": [asdict(record) for record in fit.history],
         "reader_stats": stats,
         "config": asdict(config),
@@ -171,9 +229,8 @@ def train_and_evaluate(
         "processes": jax.process_count(),
         "devices": parallel.device_count if parallel is not None else 1,
     }
-    if parallel is not None and not parallel.is_main_process:
+    if not writes_output:
         return summary
-    output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     (output / "parameters.json").write_text(json.dumps(summary["parameters"], indent=2) + "\n")
     save_model(
@@ -186,6 +243,11 @@ def train_and_evaluate(
         },
         pairs=pairs,
     )
+    # `clickjax evaluate` and `export` read new logs with the training ids through this file.
+    # NOTE: Parquet shards carry the ids of the vocabulary they were ingested with, which stays
+    # with the shards, so a model trained on them is saved without one.
+    if config.format != "parquet":
+        save_vocabulary(vocabulary, output / "model" / VOCABULARY_FILE)
     # Per-pair counts, estimates and standard errors; GCTR and RCTR have no pair tables. Process 0
     # holds only its own share of the training log, so a run of several processes writes none.
     if pair_table_roles(model) and jax.process_count() == 1:
@@ -217,6 +279,7 @@ def _read(
     vocabulary: Vocabulary,
     role: str,
     parallel: DataParallel | None,
+    bars: Progress,
     min_sessions_per_query: int = 1,
 ) -> ClickLog:
     # The rare-query rule shapes the training data. Applied to a test log it would drop test sessions
@@ -233,10 +296,13 @@ def _read(
         "drop_sessions_without_clicks": config.drop_sessions_without_clicks,
     }
     try:
-        if parallel is None or parallel.process_count == 1:
-            log = ClickLog.read(config.format, paths, vocabulary, min_sessions_per_query=min_sessions_per_query, **options)
-        else:
-            log = read_process_log(config.format, paths, vocabulary, min_sessions_per_query=min_sessions_per_query, **options)
+        with bars.bar(f"reading the {role} log", unit=" sessions") as bar:
+            if parallel is None or parallel.process_count == 1:
+                log = ClickLog.read(
+                    config.format, paths, vocabulary, min_sessions_per_query=min_sessions_per_query, on_batch=bar.update, **options
+                )
+            else:
+                log = read_process_log(config.format, paths, vocabulary, min_sessions_per_query=min_sessions_per_query, **options)
     except FileNotFoundError as error:
         # Name the input that listed the path, since train, validation and test files all arrive here.
         raise FileNotFoundError(error.errno, f"{error.strerror} (a {role} file)", error.filename) from error
@@ -250,6 +316,52 @@ def _read(
         "read %d sessions from %d file(s) in %.2f s", log.num_sessions, len(paths), time.perf_counter() - started
     )
     return log
+
+
+def _check_memory(config: TrainingConfig, pairs: int, validation: bool, max_memory: int | None, on_memory) -> None:
+    estimate = estimate_training_memory(config.model, config.positions, pairs, validation)
+    if max_memory is not None:
+        limit, source = max_memory, "--max-memory"
+    else:
+        limit, source = available_memory()
+    if on_memory is not None:
+        on_memory(estimate, limit, source)
+    if limit is not None and estimate.total > limit:
+        raise MemoryLimitError(
+            f"training {config.model} on {pairs - 2} query-document pairs needs an estimated "
+            f"{format_bytes(estimate.total)}, more than the {format_bytes(limit)} of {source}; "
+            "train on fewer files, or pass --max-memory with a larger limit (such as 64G) if more memory "
+            "will be free"
+        )
+
+
+class _EpochLog:
+    """Appends each epoch record to the JSONL file, advances the epoch bar and calls the user's callback."""
+
+    def __init__(self, path: Path | None, callback: Callable[[EpochRecord], None] | None, bar):
+        self.path = path
+        self.callback = callback
+        self.bar = bar
+        self.file = None
+
+    def __enter__(self) -> _EpochLog:
+        # Processes other than the first write no files, so they get no path.
+        if self.path is not None:
+            self.file = self.path.open("w")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.bar.close()
+
+    def record(self, record: EpochRecord) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(asdict(record)) + "\n")
+            self.file.flush()
+        self.bar.update(1)
+        if self.callback is not None:
+            self.callback(record)
 
 
 def _total(value, parallel: DataParallel | None):
@@ -280,12 +392,16 @@ def _combined_training_pairs(train: ClickLog, table_rows: int, parallel: DataPar
     by_pair[2, ids] = local["doc_id"]
     impressions = np.zeros(table_rows, np.float64)
     impressions[ids] = local["impressions"]
+    clicks = np.zeros(table_rows, np.float64)
+    clicks[ids] = local["clicks"]
     by_pair = parallel.sum_across_processes(by_pair)
     impressions = parallel.sum_across_processes(impressions)
+    clicks = parallel.sum_across_processes(clicks)
     seen = np.flatnonzero(by_pair[0])
     return {
         "query_id": (by_pair[1, seen] // by_pair[0, seen]).astype(np.int32),
         "doc_id": (by_pair[2, seen] // by_pair[0, seen]).astype(np.int32),
         "query_doc_id": seen.astype(np.int32),
         "impressions": impressions[seen],
+        "clicks": clicks[seen],
     }

@@ -5,9 +5,12 @@ A saved model is a folder with two files, and a third one when the training log 
 - `clickjax-model.json`: the format version, the clickjax version that wrote it, the model name,
   its constructor arguments, and the class and arguments of each parameter module (`modules`);
 - `parameters.npz`: every `nnx.Param` of the model, keyed by its path joined with `/`;
-- `training-pairs.npz`: the query-document pairs of the training log with their query, document
-  and impression count (`training_pairs`), which `clickjax simulate --model-dir` needs to know
-  which documents a query can show.
+- `training-pairs.npz`: the query-document pairs of the training log with their query, document,
+  impression and click counts (`training_pairs`). `clickjax simulate --model-dir` needs them to
+  know which documents a query can show, and `clickjax export` writes them beside the relevance.
+
+`clickjax train` also saves the training vocabulary in the folder as `VOCABULARY_FILE`
+(`clickjax.vocabulary`), which `clickjax evaluate` and `export` read.
 
 `load_model` rebuilds the model from the JSON file and fills in the parameters. A folder written by a
 newer format version is rejected with a message naming both versions. Version 1 folders, written
@@ -35,13 +38,16 @@ from clickjax.models import MODELS
 from clickjax.parameters import PARAMETER_MODULES
 from clickjax.priors import prior_from_config
 
-__all__ = ["FORMAT_VERSION", "load_model", "load_training_pairs", "save_model", "training_pairs"]
+__all__ = ["FORMAT_VERSION", "VOCABULARY_FILE", "load_model", "load_training_pairs", "save_model", "training_pairs"]
 
 FORMAT_VERSION = 2
+VOCABULARY_FILE = "vocabulary.parquet"
 _METADATA = "clickjax-model.json"
 _PARAMETERS = "parameters.npz"
 _TRAINING_PAIRS = "training-pairs.npz"
 _TRAINING_PAIR_ARRAYS = ("query_id", "doc_id", "query_doc_id", "impressions")
+# Folders saved before clicks were counted lack this array.
+_OPTIONAL_TRAINING_PAIR_ARRAYS = ("clicks",)
 
 
 def save_model(model: nnx.Module, folder: Path, config: dict, pairs: dict[str, np.ndarray] | None = None) -> None:
@@ -65,7 +71,8 @@ def save_model(model: nnx.Module, folder: Path, config: dict, pairs: dict[str, n
     arrays = {"/".join(str(part) for part in path): np.asarray(variable.get_value()) for path, variable in flat}
     np.savez(folder / _PARAMETERS, **arrays)
     if pairs is not None:
-        np.savez(folder / _TRAINING_PAIRS, **{name: pairs[name] for name in _TRAINING_PAIR_ARRAYS})
+        names = _TRAINING_PAIR_ARRAYS + tuple(name for name in _OPTIONAL_TRAINING_PAIR_ARRAYS if name in pairs)
+        np.savez(folder / _TRAINING_PAIRS, **{name: pairs[name] for name in names})
     metadata = {
         "format_version": FORMAT_VERSION,
         "clickjax_version": __version__,
@@ -169,26 +176,31 @@ def training_pairs(log: ClickLog) -> dict[str, np.ndarray]:
     """Count the query-document pairs of a training log: the queries and documents a trained model has parameters for.
 
     Returns:
-      `query_id`, `doc_id` and `query_doc_id` (int32) and `impressions` (float64, the summed
-      `weight` of the pair's real results), each `[pairs]` in order of pair id. Padding and
-      out-of-vocabulary ids (below 2) are left out.
+      `query_id`, `doc_id` and `query_doc_id` (int32), `impressions` (float64, the summed
+      `weight` of the pair's real results) and `clicks` (float64, the summed `weight` of its
+      clicks), each `[pairs]` in order of pair id. Padding and out-of-vocabulary ids (below 2)
+      are left out.
     """
     columns = log.columns
     real = columns["mask"].astype(bool) & (columns["query_doc_id"] >= 2)
     pair_id = columns["query_doc_id"][real]
     query_id = np.broadcast_to(columns["query_id"][:, None], real.shape)[real]
     weight = np.broadcast_to(columns["weight"][:, None], real.shape)[real]
+    clicked = weight * (columns["click"][real] == 1)
     ids, first = np.unique(pair_id, return_index=True)
     return {
         "query_id": query_id[first].astype(np.int32),
         "doc_id": columns["doc_id"][real][first].astype(np.int32),
         "query_doc_id": ids.astype(np.int32),
         "impressions": np.bincount(pair_id, weights=weight)[ids].astype(np.float64),
+        "clicks": np.bincount(pair_id, weights=clicked)[ids].astype(np.float64),
     }
 
 
 def load_training_pairs(folder: Path) -> dict[str, np.ndarray]:
     """Read the training pairs that `save_model` wrote beside a model.
+
+    `clicks` is present only in folders written by a clickjax version that counts them.
 
     Raises:
       FileNotFoundError: the folder has no `training-pairs.npz`, because the model was saved
@@ -205,4 +217,5 @@ def load_training_pairs(folder: Path) -> dict[str, np.ndarray]:
         missing = [name for name in _TRAINING_PAIR_ARRAYS if name not in saved]
         if missing:
             raise ValueError(f"{path} has no {', '.join(missing)}; retrain the model with clickjax train")
-        return {name: saved[name] for name in _TRAINING_PAIR_ARRAYS}
+        names = _TRAINING_PAIR_ARRAYS + tuple(name for name in _OPTIONAL_TRAINING_PAIR_ARRAYS if name in saved)
+        return {name: saved[name] for name in names}

@@ -1,0 +1,148 @@
+"""An estimate of the memory that training a click model needs, made before any table is allocated.
+
+Training with the default Adam optimiser keeps, for every parameter table:
+
+- the parameters themselves (1 copy);
+- Adam's first and second moments (2 copies);
+- during a step, the gradient, Adam's update and the new parameters before the old buffer is
+  freed (3 copies);
+- with validation data, the copy of the best parameters kept for early stopping (1 copy).
+
+So the estimate is 6 (or 7 with validation) times the bytes of the parameter tables, which
+`nnx.eval_shape` counts without allocating them. On a 10-million-row table (PBM, DBN and UBM on a
+CPU; BENCHMARKS.md) the estimate was 2% to 12% below the measured peak of resident memory,
+depending on the model and the run. The estimate leaves out the click logs held in
+memory, which `ClickLog.read` reports, and JAX's compiled programs.
+
+NOTE: the factor assumes dense Adam updates over whole tables. An optimiser with more state, or
+sparse updates that touch only the rows of a batch, changes it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import jax
+from flax import nnx
+
+from clickjax.models import MODELS
+
+__all__ = ["MemoryEstimate", "available_memory", "estimate_training_memory", "format_bytes", "parse_bytes"]
+
+# Copies of the parameter tables alive at the peak of a training step, as listed above.
+_PARAMETER_COPIES = 1
+_OPTIMIZER_COPIES = 2
+_STEP_COPIES = 3
+_BEST_STATE_COPIES = 1
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
+          "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes that training needs, by part.
+
+    Attributes:
+      parameters: the parameter tables.
+      optimizer_state: the optimiser's state (Adam's two moments).
+      step: the gradient, the update and the new parameters during a step.
+      best_state: the copy of the best parameters kept for early stopping (0 without validation).
+    """
+
+    parameters: int
+    optimizer_state: int
+    step: int
+    best_state: int
+
+    @property
+    def total(self) -> int:
+        """Bytes of all parts together."""
+        return self.parameters + self.optimizer_state + self.step + self.best_state
+
+    def format(self) -> str:
+        """Describe the estimate in one line."""
+        return (
+            f"estimated training memory {format_bytes(self.total)}: parameter tables "
+            f"{format_bytes(self.parameters)}, optimiser state {format_bytes(self.optimizer_state)}, "
+            f"gradient and update {format_bytes(self.step)}"
+            + (f", best-epoch copy {format_bytes(self.best_state)}" if self.best_state else "")
+        )
+
+
+def estimate_training_memory(model: str, positions: int, query_doc_pairs: int, validation: bool) -> MemoryEstimate:
+    """Estimate the memory of training the model `model` (a `MODELS` name) without allocating it.
+
+    Args:
+      model: a name from `clickjax.models.MODELS`.
+      positions: the page length.
+      query_doc_pairs: rows of the per-pair tables (real pairs plus 2).
+      validation: whether early stopping keeps a copy of the best parameters.
+    """
+    abstract = nnx.eval_shape(lambda: MODELS[model](positions=positions, query_doc_pairs=query_doc_pairs, rngs=nnx.Rngs(0)))
+    table_bytes = 0
+    for _, variable in nnx.to_flat_state(nnx.state(abstract, nnx.Param)):
+        value = variable.get_value()
+        table_bytes += int(value.size) * value.dtype.itemsize
+    return MemoryEstimate(
+        parameters=_PARAMETER_COPIES * table_bytes,
+        optimizer_state=_OPTIMIZER_COPIES * table_bytes,
+        step=_STEP_COPIES * table_bytes,
+        best_state=_BEST_STATE_COPIES * table_bytes if validation else 0,
+    )
+
+
+def available_memory() -> tuple[int | None, str]:
+    """Return the bytes free for training and where the figure comes from.
+
+    On an accelerator this is the default device's memory limit minus what is in use. On a CPU
+    it is the operating system's available memory: `MemAvailable` of /proc/meminfo on Linux, or
+    the free physical pages elsewhere. Returns `(None, reason)` when neither is known.
+    """
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f"free memory of {device.device_kind}"
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available system memory"
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free physical memory"
+    except (ValueError, OSError, AttributeError):
+        return None, "the available memory is unknown on this system"
+
+
+def format_bytes(count: float) -> str:
+    """Render a byte count with a binary unit, such as `1.5 GiB`."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+def parse_bytes(text: str) -> int:
+    """Parse a memory size such as `512M`, `16GiB` or `2000000` (bytes).
+
+    Raises:
+      ValueError: the text is not a positive number with an optional unit B, K, M, G or T.
+    """
+    stripped = str(text).strip().upper()
+    number = stripped.rstrip("KMGTIB ")
+    unit = stripped[len(number):].strip()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or not value > 0:
+        raise ValueError(
+            f"invalid memory size {text!r}; expected a positive number of bytes with an optional unit "
+            "K, M, G or T (powers of 1024), such as 16G"
+        )
+    return int(value * _UNITS[unit])
