@@ -45,7 +45,9 @@ def worker_env(devices: int = 1) -> dict[str, str]:
     env = dict(os.environ)
     env["JAX_PLATFORMS"] = "cpu"
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent / "python"), str(TESTS)])
+    # The workers import clickjax as the tests do: the installed package, or the sources when
+    # PYTHONPATH names them.
+    env["PYTHONPATH"] = os.pathsep.join(path for path in [str(TESTS), os.environ.get("PYTHONPATH", "")] if path)
     return env
 
 
