@@ -351,9 +351,15 @@ impl Vocabulary {
         }
     }
 
-    /// Stops adding keys: from now on unknown keys get [`OUT_OF_VOCABULARY_ID`].
+    /// Stops adding keys: from now on unknown keys get [`OUT_OF_VOCABULARY_ID`]. Key texts,
+    /// which no longer grow, are moved into buffers of their exact size.
     pub fn freeze(&mut self) {
         self.frozen = true;
+        for table in [&mut self.queries, &mut self.documents] {
+            if let Some(keys) = &mut table.keys {
+                keys.shrink_to_fit();
+            }
+        }
     }
 
     /// Returns true if unknown keys map to [`OUT_OF_VOCABULARY_ID`] instead of being added.
@@ -701,7 +707,10 @@ mod tests {
         assert_eq!(vocabulary.query_key(OUT_OF_VOCABULARY_ID), None);
         assert_eq!(vocabulary.query_key(9), None);
 
+        let before = vocabulary.key_bytes();
         vocabulary.freeze();
+        assert!(vocabulary.key_bytes() <= before);
+        assert_eq!(vocabulary.query_key(first.id), Some(&b"q70"[..]));
         let unknown = vocabulary.query_id_with_key(72, Some(b"q72")).unwrap();
         assert_eq!(unknown.id, OUT_OF_VOCABULARY_ID);
         assert_eq!(vocabulary.query_table_size(), 4);

@@ -55,7 +55,14 @@ impl KeyStore {
         selected
     }
 
-    /// Heap memory that the store holds, in bytes (capacities, not lengths).
+    /// Releases the capacity that growth left beyond the stored keys.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.missing.shrink_to_fit();
+    }
+
+    /// Heap memory of the store, in bytes (capacities, not lengths).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
             + (self.ends.capacity() + self.missing.capacity()) * std::mem::size_of::<usize>()
