@@ -93,10 +93,23 @@ class Vocabulary:
     queries are keyed by `QUERYID_REGIONID` (or `QUERYID`) and WSCD queries by the query key
     (query id and region), documents by URL id. ClickModels queries are keyed by query text and
     region, documents by URL.
+
+    With `keys=True` the vocabulary also stores, for each query and document id it assigns, the
+    key text that was hashed (see "Key texts" in the data guide): the key bytes themselves, or for
+    a composite key its parts joined by a TAB (ClickModels query and region, Baidu title and
+    abstract).
     """
 
-    def __init__(self) -> None:
-        """Create an empty vocabulary that adds every new key."""
+    def __init__(self, *, keys: bool = False) -> None:
+        """Create an empty vocabulary that adds every new key, storing key texts if `keys` is true."""
+
+    @property
+    def records_keys(self) -> bool:
+        """Whether new query and document ids store the key text they were read from."""
+
+    @property
+    def key_bytes(self) -> int:
+        """Heap memory of the stored key texts, in bytes; 0 without keys."""
 
     def freeze(self) -> None:
         """Stop adding keys: from now on unknown keys get id 1 and are counted as out of vocabulary.
@@ -137,8 +150,10 @@ class Vocabulary:
 
         Columns: `kind` (string: query, document or pair), `id` (int32), `fingerprint` (uint64),
         `count` (int64, how often readers met the key while the vocabulary was open), `query_id`
-        and `doc_id` (int32, set for pairs only). The schema metadata stores the frozen flag under
-        `clickjax.vocabulary.frozen` and the layout version under
+        and `doc_id` (int32, set for pairs only), and `key`. `key` is large_binary, the key text of
+        a query or document, and null for pairs and ids without a stored key. The schema metadata stores the
+        frozen flag under `clickjax.vocabulary.frozen`, whether keys are stored under
+        `clickjax.vocabulary.keys`, and the layout version (2) under
         `clickjax.vocabulary.format_version`.
         """
 
@@ -146,15 +161,18 @@ class Vocabulary:
     def from_arrow(batch: pyarrow.RecordBatch) -> Vocabulary:
         """Rebuild a vocabulary from a RecordBatch in the layout of `to_arrow`.
 
-        Rows may come in any order. Raises ValueError when a column is missing or has the wrong
-        type, the format version differs, or the rows do not form a vocabulary (ids of a kind that
+        Version 1 batches, without the `key` column, give a vocabulary without keys. Rows may come
+        in any order. Raises ValueError when a column is missing or has the wrong type, the format
+        version is neither 1 nor 2, or the rows do not form a vocabulary (ids of a kind that
         do not run from 2 without gaps, a fingerprint with two ids, a pair joining an unknown id).
         """
 
-    def pairs(self) -> pyarrow.RecordBatch:
+    def pairs(self, *, keys: bool = False) -> pyarrow.RecordBatch:
         """Return, for every pair id, the query and document ids it joins.
 
         Int32 columns `query_doc_id`, `query_id` and `doc_id`, one row per real pair in id order.
+        With `keys=True`, large_binary columns `query_key` and `doc_key` follow, null where an id
+        has no stored key.
         """
 
 class BatchReader:
@@ -346,6 +364,15 @@ def fingerprint(array: pyarrow.Array, role: str, column: str) -> pyarrow.UInt64A
         ValueError: The array has nulls or another type, or `role` is invalid.
     """
 
+def key_text(array: pyarrow.Array, column: str) -> pyarrow.LargeBinaryArray:
+    """Return the key text of every entry of a key column: the bytes that `fingerprint` hashes.
+
+    A string gives its UTF-8 bytes, a binary value its bytes and an integer its decimal text.
+
+    Raises:
+        ValueError: The array has nulls or another type; the message names `column`.
+    """
+
 def batch_columns(
     vocabulary: Vocabulary,
     query: pyarrow.UInt64Array,
@@ -363,6 +390,8 @@ def batch_columns(
     session_columns: list[tuple[str, pyarrow.Int32Array]] = [],
     features: pyarrow.FloatArray | None = None,
     feature_width: int = 0,
+    query_keys: pyarrow.LargeBinaryArray | None = None,
+    document_keys: pyarrow.LargeBinaryArray | None = None,
 ) -> tuple[list[pyarrow.RecordBatch], dict[str, int], int]:
     """Apply the session rules to sessions given as flat columns and pad them into batches.
 
@@ -386,6 +415,9 @@ def batch_columns(
         features: `[results * feature_width]` float32, the features of each result in turn; adds
             the column `features`, `[batch, positions, feature_width]`.
         feature_width: number of features per result, F, when `features` is given.
+        query_keys: `[sessions]` key texts of the queries (see `key_text`), without nulls, which a
+            vocabulary with `keys=True` stores for new ids. Give both or neither.
+        document_keys: `[results]` key texts of the documents.
 
     Returns:
         The batches, the counters of `BatchReader.stats` (`lines_read` counts results) and the

@@ -6,6 +6,7 @@
 |---|---|---|
 | `query_doc_id`, `query_id`, `doc_id` | int32 | dense ids of the training vocabulary |
 | `query_fingerprint`, `doc_fingerprint` | uint64 | the 64-bit fingerprints of the query and document keys, when `model/vocabulary.parquet` exists |
+| `query`, `document` | large_string | the query and document keys as in the training log, when `model/vocabulary.parquet` exists; null where the vocabulary recorded no key |
 | `relevance` | float64 | the model's relevance estimate (see `ClickModel.relevance`) |
 | `impressions`, `clicks` | float64 | weighted counts in the training log |
 | `relevance_se` | float64 | standard error of `relevance`, only if `model/pair-statistics.parquet` exists |
@@ -19,6 +20,7 @@ of a click at rank r is 1 / propensity_r.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,8 @@ __all__ = [
     "pair_keys",
     "pair_relevance",
 ]
+
+logger = logging.getLogger(__name__)
 
 GRADE_METHODS = ("quantile", "query-quantile", "thresholds")
 PAIR_STATISTICS = "pair-statistics.parquet"
@@ -210,25 +214,54 @@ class ExportSummary:
 
 
 def pair_keys(vocabulary_path: Path) -> pa.Table:
-    """Return `query_doc_id`, `query_fingerprint` and `doc_fingerprint` of every pair of a saved vocabulary.
+    """Return the keys of every pair of a saved vocabulary, in pair id order.
 
-    The vocabulary records the keys of queries and documents only as 64-bit fingerprints, so
-    those are the keys an export can carry.
+    Columns: `query_doc_id` (int32), `query_fingerprint` and `doc_fingerprint` (uint64), and
+    `query` and `document` (large_string), the key texts as the training log wrote them, decoded
+    as UTF-8, null where the vocabulary recorded no key.
     """
-    table = pa.Table.from_batches([load_vocabulary(vocabulary_path).to_arrow()])
-    kinds = table.column("kind").to_numpy(zero_copy_only=False)
-    ids = table.column("id").to_numpy()
-    fingerprints = table.column("fingerprint").to_numpy()
-    query_fingerprint = dict(zip(ids[kinds == "query"].tolist(), fingerprints[kinds == "query"].tolist()))
-    doc_fingerprint = dict(zip(ids[kinds == "document"].tolist(), fingerprints[kinds == "document"].tolist()))
-    is_pair = kinds == "pair"
-    pair_query = table.column("query_id").to_numpy(zero_copy_only=False)[is_pair].astype(np.int64)
-    pair_doc = table.column("doc_id").to_numpy(zero_copy_only=False)[is_pair].astype(np.int64)
+    vocabulary = load_vocabulary(vocabulary_path)
+    entries = vocabulary.to_arrow()
+    kinds = entries.column("kind").to_numpy(zero_copy_only=False)
+    # Rows of each kind come in id order from 2, so id i is row i - 2 of its kind.
+    query_fingerprints = entries.column("fingerprint").to_numpy()[kinds == "query"]
+    doc_fingerprints = entries.column("fingerprint").to_numpy()[kinds == "document"]
+    pairs = vocabulary.pairs(keys=True)
+    query_id = pairs.column("query_id").to_numpy()
+    doc_id = pairs.column("doc_id").to_numpy()
     return pa.table({
-        "query_doc_id": pa.array(ids[is_pair].astype(np.int32)),
-        "query_fingerprint": pa.array([query_fingerprint.get(q) for q in pair_query.tolist()], pa.uint64()),
-        "doc_fingerprint": pa.array([doc_fingerprint.get(d) for d in pair_doc.tolist()], pa.uint64()),
+        "query_doc_id": pairs.column("query_doc_id"),
+        "query_fingerprint": pa.array(query_fingerprints[query_id - 2], pa.uint64()),
+        "doc_fingerprint": pa.array(doc_fingerprints[doc_id - 2], pa.uint64()),
+        "query": _key_strings(pairs.column("query_key"), "query"),
+        "document": _key_strings(pairs.column("doc_key"), "document"),
     })
+
+
+def _key_strings(keys: pa.Array, name: str) -> pa.Array:
+    """Decode key texts (large_binary) as UTF-8 into a large_string array.
+
+    Keys from the text logs are always valid UTF-8. A binary key column of a table can contain
+    other bytes, so such keys are decoded with U+FFFD in place of each invalid byte, and a
+    warning logs their number.
+    """
+    try:
+        return keys.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        values = keys.to_pylist()
+        invalid = 0
+        texts = []
+        for value in values:
+            if value is None:
+                texts.append(None)
+                continue
+            try:
+                texts.append(value.decode())
+            except UnicodeDecodeError:
+                invalid += 1
+                texts.append(value.decode(errors="replace"))
+        logger.warning("%d %s keys are not valid UTF-8; their invalid bytes are written as U+FFFD", invalid, name)
+        return pa.array(texts, pa.large_string())
 
 
 def export_pairs(model_dir: Path, output: Path, grades: GradeMapping | str = "quantile") -> ExportSummary:
@@ -280,8 +313,9 @@ def export_pairs(model_dir: Path, output: Path, grades: GradeMapping | str = "qu
         keys = pair_keys(vocabulary_path)
         table = table.join(keys, "query_doc_id", join_type="left outer").sort_by("query_doc_id")
         # Put the keys beside the ids.
+        key_columns = ["query_fingerprint", "doc_fingerprint", "query", "document"]
         names = table.column_names
-        order = names[:3] + ["query_fingerprint", "doc_fingerprint"] + [n for n in names[3:] if not n.endswith("_fingerprint")]
+        order = names[:3] + key_columns + [name for name in names[3:] if name not in key_columns]
         table = table.select(order)
 
     relevance = table.column("relevance").to_numpy()

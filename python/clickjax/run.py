@@ -143,7 +143,7 @@ def train_and_evaluate(
     writes_output = parallel is None or parallel.is_main_process
 
     # Read every input before training, so that an unusable validation or test file fails at once.
-    vocabulary = Vocabulary()
+    vocabulary = Vocabulary(keys=True)
     train = _read(config, config.train, vocabulary, "training", parallel, bars, config.min_sessions_per_query)
     vocabulary.freeze()
     validation = _read(config, config.validation, vocabulary, "validation", parallel, bars) if config.validation else None

@@ -10,9 +10,12 @@ The file has one row per real id (queries, then documents, then pairs, each in i
 | `count`       | int64  | how often readers met the key while the vocabulary was open     |
 | `query_id`    | int32  | pairs: the query id the pair joins; null for other kinds        |
 | `doc_id`      | int32  | pairs: the document id the pair joins; null for other kinds     |
+| `key`         | large_binary | queries and documents: the key text as read from the log; null for pairs and ids without a key |
 
-The schema metadata stores the frozen flag (`clickjax.vocabulary.frozen`, `"true"` or `"false"`)
-and the layout version (`clickjax.vocabulary.format_version`, `FORMAT_VERSION`).
+The schema metadata stores the frozen flag (`clickjax.vocabulary.frozen`, `"true"` or `"false"`),
+whether the vocabulary records keys (`clickjax.vocabulary.keys`), and the layout version
+(`clickjax.vocabulary.format_version`, `FORMAT_VERSION`). Files of the previous version 1 have no
+`key` column and still load, as a vocabulary without keys.
 
 Example:
 
@@ -40,8 +43,9 @@ __all__ = ["FORMAT_VERSION", "ID_ORDERS", "VOCABULARY_SCHEMA", "build_vocabulary
 # Orders of `build_vocabulary`: by descending count, or by first appearance as readers assign ids.
 ID_ORDERS = ("frequency", "appearance")
 
-# Layout version of the files that this version writes and reads.
-FORMAT_VERSION = "1"
+# Layout version of the files that this version writes; it also reads PREVIOUS_FORMAT_VERSION.
+FORMAT_VERSION = "2"
+PREVIOUS_FORMAT_VERSION = "1"
 
 FORMAT_VERSION_KEY = b"clickjax.vocabulary.format_version"
 FROZEN_KEY = b"clickjax.vocabulary.frozen"
@@ -55,8 +59,12 @@ VOCABULARY_SCHEMA = pa.schema(
         pa.field("count", pa.int64(), nullable=False),
         pa.field("query_id", pa.int32()),
         pa.field("doc_id", pa.int32()),
+        pa.field("key", pa.large_binary()),
     ]
 )
+
+# Columns of a version 1 file, which had no keys.
+_PREVIOUS_SCHEMA = pa.schema(list(VOCABULARY_SCHEMA)[:-1])
 
 
 def build_vocabulary(
@@ -65,6 +73,7 @@ def build_vocabulary(
     *,
     order: str = "frequency",
     min_count: int = 1,
+    keys: bool = False,
     **options: object,
 ) -> Vocabulary:
     """Build a frozen vocabulary from a counting pass over a click log.
@@ -82,6 +91,7 @@ def build_vocabulary(
       paths: files read in order.
       order: `"frequency"` or `"appearance"`.
       min_count: entries met fewer times than this are left out; 1 keeps every entry.
+      keys: store the key text of each query and document (see `Vocabulary(keys=True)`).
       **options: reader options of `read_batches` (`positions`, `on_error`, `document_key`, ...).
 
     Returns:
@@ -96,7 +106,7 @@ def build_vocabulary(
         raise ValueError(f"invalid order {order!r}: expected one of {', '.join(map(repr, ID_ORDERS))}")
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"invalid min_count {min_count!r}: expected an integer of at least 1")
-    counting = Vocabulary()
+    counting = Vocabulary(keys=keys)
     for _ in read_batches(format, paths, counting, **options):
         pass
     return counting.reindex(order=order, min_count=min_count)
@@ -126,7 +136,9 @@ def save_vocabulary(vocabulary: Vocabulary, path: str | os.PathLike) -> None:
 
 
 def load_vocabulary(path: str | os.PathLike) -> Vocabulary:
-    """Read a vocabulary that `save_vocabulary` wrote; its ids, counts and frozen flag are restored.
+    """Read a vocabulary that `save_vocabulary` wrote; its ids, counts, keys and frozen flag are restored.
+
+    A file of the previous format version 1 loads as a vocabulary without keys.
 
     Raises:
       FileNotFoundError: `path` does not exist.
@@ -149,14 +161,20 @@ def load_vocabulary(path: str | os.PathLike) -> Vocabulary:
         raise ValueError(
             f"{path}: schema metadata has no {FORMAT_VERSION_KEY.decode()}, so this is not a clickjax vocabulary"
         )
-    if version.decode(errors="replace") != FORMAT_VERSION:
+    version = version.decode(errors="replace")
+    if version not in (FORMAT_VERSION, PREVIOUS_FORMAT_VERSION):
         raise ValueError(
-            f"{path}: vocabulary format version {version.decode(errors='replace')!r} is not supported; this "
-            f"clickjax reads version {FORMAT_VERSION}. Save the vocabulary again with this version"
+            f"{path}: vocabulary format version {version!r} is not supported; this clickjax reads versions "
+            f"{PREVIOUS_FORMAT_VERSION} and {FORMAT_VERSION}. Save the vocabulary again with this version"
         )
-    _check_columns(table.schema, path)
+    schema = VOCABULARY_SCHEMA if version == FORMAT_VERSION else _PREVIOUS_SCHEMA
+    _check_columns(table.schema, schema, path)
 
-    table = table.select(VOCABULARY_SCHEMA.names).combine_chunks()
+    table = table.select(schema.names)
+    if version == FORMAT_VERSION and table.schema.field("key").type != pa.large_binary():
+        # A key column rewritten by other tools as binary or string is cast to large_binary.
+        table = table.set_column(table.schema.get_field_index("key"), "key", table.column("key").cast(pa.large_binary()))
+    table = table.combine_chunks()
     batches = table.to_batches()
     if batches:
         batch = batches[0]
@@ -169,14 +187,21 @@ def load_vocabulary(path: str | os.PathLike) -> Vocabulary:
         raise ValueError(f"{path}: {error}") from error
 
 
-def _check_columns(schema: pa.Schema, path: str) -> None:
-    for field in VOCABULARY_SCHEMA:
+# Types that a `key` column may have in a file; it is cast to large_binary when loaded.
+_KEY_TYPES = (pa.large_binary(), pa.binary(), pa.string(), pa.large_string())
+
+
+def _check_columns(schema: pa.Schema, expected: pa.Schema, path: str) -> None:
+    for field in expected:
         index = schema.get_field_index(field.name)
         if index < 0:
             raise ValueError(
-                f"{path}: column {field.name!r} is missing; a saved vocabulary has the columns "
-                f"{', '.join(VOCABULARY_SCHEMA.names)}"
+                f"{path}: column {field.name!r} is missing; a saved vocabulary of this version has the columns "
+                f"{', '.join(expected.names)}"
             )
         found = schema.field(index).type
-        if found != field.type:
+        if field.name == "key":
+            if found not in _KEY_TYPES:
+                raise ValueError(f"{path}: column 'key' has type {found}, expected large_binary")
+        elif found != field.type:
             raise ValueError(f"{path}: column {field.name!r} has type {found}, expected {field.type}")

@@ -43,7 +43,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clickjax import _native
-from clickjax.formats.long import LongTableBatches, _storage, batch_impressions, feature_matrix, read_table
+from clickjax.formats.long import (
+    LongTableBatches,
+    _storage,
+    batch_impressions,
+    feature_matrix,
+    read_table,
+    records_new_keys,
+)
 
 __all__ = ["BEHAVIOUR_SOURCES", "FEATURE_ALIASES", "detect_layout", "read_hf_baidu"]
 
@@ -143,7 +150,8 @@ def read_hf_baidu(
     sessions_before = 0
     for name, table in tables:
         part = _DocumentColumns.from_table(
-            table, name, behaviour=behaviour, features=features, document_key=document_key, query_key=query_key
+            table, name, behaviour=behaviour, features=features, document_key=document_key, query_key=query_key,
+            keys=records_new_keys(vocabulary),
         )
         part.session += sessions_before
         sessions_before = int(part.session.max()) + 1 if len(part.session) else sessions_before
@@ -167,6 +175,7 @@ def read_hf_baidu(
         features=merged.features if features else None,
         # Each file's sessions were checked to have one query, so this message is a fallback.
         describe_session=lambda code: f"session {code} has rows with different {query_key} values",
+        keys=merged.keys,
         positions=positions,
         batch_size=batch_size,
         drop_sessions_without_clicks=drop_sessions_without_clicks,
@@ -178,8 +187,10 @@ def read_hf_baidu(
 class _DocumentColumns:
     """The columns of one file, one entry per document, as numpy arrays."""
 
-    def __init__(self, session, query, document, position, click, extra, session_columns, features):
+    def __init__(self, session, query, document, position, click, extra, session_columns, features, keys=None):
         self.session = session
+        # Query and document key texts, `[documents]` large_binary each, or None.
+        self.keys = keys
         self.query = query
         self.document = document
         self.position = position
@@ -189,14 +200,14 @@ class _DocumentColumns:
         self.features = features
 
     @classmethod
-    def from_table(cls, table: pa.Table, path: str, *, behaviour, features, document_key, query_key) -> _DocumentColumns:
+    def from_table(cls, table: pa.Table, path: str, *, behaviour, features, document_key, query_key, keys) -> _DocumentColumns:
         where = f"{path}: "
         layout = detect_layout(table.schema)
         if layout == "query":
             table, rows = _explode(table, where)
         else:
             rows = np.arange(table.num_rows)
-        return _Converter(table, where, rows, layout).convert(behaviour, features, document_key, query_key)
+        return _Converter(table, where, rows, layout).convert(behaviour, features, document_key, query_key, keys)
 
     def columns(self) -> tuple[list[str], list[str], int]:
         """Return the names of the extra and session columns and the number of features."""
@@ -218,6 +229,7 @@ class _DocumentColumns:
             extra={name: join([p.extra[name] for p in parts], None) for name in first.extra},
             session_columns={name: join([p.session_columns[name] for p in parts], np.int32) for name in first.session_columns},
             features=join([p.features for p in parts], np.float32) if first.features is not None else None,
+            keys=None if first.keys is None else tuple(pa.concat_arrays([p.keys[i] for p in parts]) for i in range(2)),
         )
 
 
@@ -234,7 +246,7 @@ class _Converter:
         self.rows = rows
         self.layout = layout
 
-    def convert(self, behaviour, features, document_key, query_key) -> _DocumentColumns:
+    def convert(self, behaviour, features, document_key, query_key, keys) -> _DocumentColumns:
         table = self.table
         query_column = self._query_column(query_key)
         if document_key is None:
@@ -258,7 +270,11 @@ class _Converter:
         if features:
             names = [self._feature_name(name) for name in features]
             matrix = feature_matrix(table, names, where=self.where, row_numbers=self.rows)
-        return _DocumentColumns(session, query, document, position, click, extra, session_columns, matrix)
+        texts = None
+        if keys:
+            # The fingerprints above rejected nulls and unsupported types, so these succeed.
+            texts = tuple(_native.key_text(self._column(name), name) for name in (query_column, document_column))
+        return _DocumentColumns(session, query, document, position, click, extra, session_columns, matrix, texts)
 
     def _column(self, name: str) -> pa.Array:
         if name not in self.table.column_names:

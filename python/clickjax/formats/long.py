@@ -172,6 +172,9 @@ def read_long(
 
     # Number sessions by first appearance.
     sessions = pc.dictionary_encode(_column(table, session))
+    keys = None
+    if records_new_keys(vocabulary):
+        keys = (_native.key_text(_column(table, query), query), _native.key_text(_column(table, document), document))
     return batch_impressions(
         vocabulary,
         session=sessions.indices.to_numpy(zero_copy_only=False),
@@ -182,6 +185,7 @@ def read_long(
         # An empty table yields no batch, so its feature columns need no check.
         features=feature_matrix(table, features) if features and table.num_rows else None,
         describe_session=lambda code: f"session {sessions.dictionary[code].as_py()!r} has rows with different {query!r} values",
+        keys=keys,
         positions=positions,
         batch_size=batch_size,
         drop_sessions_without_clicks=drop_sessions_without_clicks,
@@ -202,6 +206,7 @@ def batch_impressions(
     session_columns: Sequence[tuple[str, np.ndarray]] = (),
     features: np.ndarray | None = None,
     describe_session: Callable[[int], str] = lambda code: f"session {code} has rows with different queries",
+    keys: tuple[pa.Array, pa.Array] | None = None,
     **rules: Any,
 ) -> LongTableBatches:
     """Group impressions by session, order each session by rank and pad them with the Rust batcher.
@@ -219,6 +224,8 @@ def batch_impressions(
         session takes the value of its first row.
       features: `[rows, features]` float32, or None for no `features` column.
       describe_session: message for a session whose rows have different queries, given its number.
+      keys: the query and document key texts, each `[rows]` large_binary from `_native.key_text`,
+        for a vocabulary that records keys; None to store no keys.
       **rules: `positions`, `batch_size`, `drop_sessions_without_clicks`, `min_results` and
         `min_sessions_per_query`, as for `clickjax.data.read_batches`.
 
@@ -249,6 +256,8 @@ def batch_impressions(
         session_columns=[(name, pa.array(values[starts], pa.int32())) for name, values in session_columns],
         features=None if features is None else pa.array(features[order].reshape(-1), pa.float32()),
         feature_width=width,
+        query_keys=None if keys is None else keys[0].take(pa.array(starts, pa.int64())),
+        document_keys=None if keys is None else keys[1].take(pa.array(order, pa.int64())),
         **rules,
     )
     return LongTableBatches(batches=batches, stats=stats, positions=positions)
@@ -337,6 +346,11 @@ def _column(table: pa.Table, name: str) -> pa.Array:
     if values.null_count:
         raise ValueError(f"invalid column {name}: {values.null_count} null values")
     return values
+
+
+def records_new_keys(vocabulary: _native.Vocabulary) -> bool:
+    """Return whether reading into `vocabulary` stores key texts: it records keys and is open."""
+    return vocabulary.records_keys and not vocabulary.frozen
 
 
 def _fingerprints(table: pa.Table, name: str, role: str) -> np.ndarray:

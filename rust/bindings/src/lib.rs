@@ -11,19 +11,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type, Int64Type, UInt64Type, UInt8Type};
-use arrow_array::{make_array, Array, ArrayRef, ArrowPrimitiveType, RecordBatch, UInt64Array};
+use arrow_array::{
+    make_array, Array, ArrayRef, ArrowPrimitiveType, LargeBinaryArray, RecordBatch, UInt64Array,
+};
 use arrow_data::ArrayData;
 use arrow_pyarrow::{PyArrowType, ToPyArrow};
 use clickjax_core::behaviour::{behaviour_names, ValueKind};
 use clickjax_core::columnar::{
-    batch_columnar_sessions, extra_column, fingerprint_keys, session_column, ColumnarSessions,
-    KeyRole, MAX_FEATURES,
+    batch_columnar_sessions, extra_column, fingerprint_keys, key_texts, session_column,
+    ColumnarSessions, KeyRole, MAX_FEATURES,
 };
 use clickjax_core::input::decompressed_size;
 use clickjax_core::{
     read_relevance_labels, BatchLayout, BatchReader, ErrorPolicy, Format, IdOrder, QueryKey,
-    ReaderOptions,
-    SharedVocabulary, Vocabulary,
+    ReaderOptions, SharedVocabulary, Vocabulary,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -48,10 +49,23 @@ struct PyVocabulary {
 #[pymethods]
 impl PyVocabulary {
     #[new]
-    fn new() -> Self {
+    #[pyo3(signature = (*, keys = false))]
+    fn new(keys: bool) -> Self {
         PyVocabulary {
-            inner: Arc::new(Mutex::new(Vocabulary::new())),
+            inner: Arc::new(Mutex::new(Vocabulary::with_keys(keys))),
         }
+    }
+
+    /// Whether new query and document ids store the key text they were read from.
+    #[getter]
+    fn records_keys(&self) -> bool {
+        lock(&self.inner).records_keys()
+    }
+
+    /// Heap memory of the stored key texts, in bytes.
+    #[getter]
+    fn key_bytes(&self) -> usize {
+        lock(&self.inner).key_bytes()
     }
 
     fn freeze(&self) {
@@ -120,10 +134,12 @@ impl PyVocabulary {
     }
 
     /// Returns the query and document ids of every pair id as a pyarrow RecordBatch with int32
-    /// columns query_doc_id, query_id and doc_id.
-    fn pairs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// columns query_doc_id, query_id and doc_id, and with `keys` the large_binary columns
+    /// query_key and doc_key.
+    #[pyo3(signature = (*, keys = false))]
+    fn pairs<'py>(&self, py: Python<'py>, keys: bool) -> PyResult<Bound<'py, PyAny>> {
         let batch = lock(&self.inner)
-            .pairs_record_batch()
+            .pairs_record_batch(keys)
             .map_err(|error| to_py_err(py, error))?;
         batch.to_pyarrow(py)
     }
@@ -291,6 +307,33 @@ fn fingerprint<'py>(
     UInt64Array::from(keys).into_data().to_pyarrow(py)
 }
 
+/// Returns the key text of every entry of a pyarrow key column, the bytes that `fingerprint`
+/// hashes, as a large_binary array.
+#[pyfunction]
+fn key_text<'py>(
+    py: Python<'py>,
+    array: PyArrowType<ArrayData>,
+    column: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let array = make_array(array.0);
+    let texts = py
+        .detach(|| key_texts(array.as_ref(), column))
+        .map_err(|error| to_py_err(py, error))?;
+    texts.into_data().to_pyarrow(py)
+}
+
+/// Returns a pyarrow large_binary array as an Arrow array, or a ValueError naming `column`.
+fn large_binary(array: PyArrowType<ArrayData>, column: &str) -> PyResult<LargeBinaryArray> {
+    let array = make_array(array.0);
+    match array.as_binary_opt::<i64>() {
+        Some(values) if values.null_count() == 0 => Ok(values.clone()),
+        _ => Err(PyValueError::new_err(format!(
+            "invalid column {column}: expected large_binary without nulls, got {}",
+            array.data_type()
+        ))),
+    }
+}
+
 /// Returns the values of a pyarrow array of type `T`, or a ValueError naming `column`.
 fn values<T: ArrowPrimitiveType>(array: &ArrayRef, column: &str) -> PyResult<Vec<T::Native>> {
     match array.as_primitive_opt::<T>() {
@@ -365,7 +408,7 @@ fn behaviour_columns() -> Vec<&'static str> {
     vocabulary, query, offsets, document, position, click, *, positions = Some(10),
     batch_size = 1024, drop_sessions_without_clicks = false, min_results = 1,
     min_sessions_per_query = 1, extra = Vec::new(), session_columns = Vec::new(),
-    features = None, feature_width = 0
+    features = None, feature_width = 0, query_keys = None, document_keys = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn batch_columns<'py>(
@@ -385,8 +428,22 @@ fn batch_columns<'py>(
     session_columns: Vec<(String, PyArrowType<ArrayData>)>,
     features: Option<PyArrowType<ArrayData>>,
     feature_width: usize,
+    query_keys: Option<PyArrowType<ArrayData>>,
+    document_keys: Option<PyArrowType<ArrayData>>,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>, usize)> {
     let optional = OptionalColumns::new(extra, session_columns, features, feature_width)?;
+    let keys = match (query_keys, document_keys) {
+        (Some(query), Some(document)) => Some((
+            large_binary(query, "query_keys")?,
+            large_binary(document, "document_keys")?,
+        )),
+        (None, None) => None,
+        _ => {
+            return Err(PyValueError::new_err(
+                "query_keys and document_keys go together: pass both or neither",
+            ))
+        }
+    };
     let query = values::<UInt64Type>(&make_array(query.0), "query")?;
     let offsets = values::<Int64Type>(&make_array(offsets.0), "offsets")?;
     let document = values::<UInt64Type>(&make_array(document.0), "document")?;
@@ -415,6 +472,7 @@ fn batch_columns<'py>(
             int_columns: &ints,
             session_columns: &session_ints,
             features: &optional.features,
+            keys: keys.as_ref().map(|(query, document)| (query, document)),
         };
         batch_columnar_sessions(&sessions, &optional.layout, &mut lock(&shared), &options)
     };
@@ -440,6 +498,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyBatchReader>()?;
     module.add_function(wrap_pyfunction!(read_labels, module)?)?;
     module.add_function(wrap_pyfunction!(fingerprint, module)?)?;
+    module.add_function(wrap_pyfunction!(key_text, module)?)?;
     module.add_function(wrap_pyfunction!(gzip_decompressed_size, module)?)?;
     module.add_function(wrap_pyfunction!(batch_columns, module)?)?;
     module.add_function(wrap_pyfunction!(behaviour_columns, module)?)?;

@@ -93,6 +93,10 @@ pub struct AnnotationParser {
     query: Option<Vec<u8>>,
     /// Positions taken so far in the current query.
     rank: u32,
+    /// Whether sessions carry their key texts.
+    keys: bool,
+    /// Key text of the current line's document: title, TAB, abstract.
+    document_text: Vec<u8>,
     /// An error found while a finished query was handed out, raised on the next call.
     pending_error: Option<Error>,
 }
@@ -106,8 +110,17 @@ impl AnnotationParser {
             state: GroupState::None,
             query: None,
             rank: 0,
+            keys: false,
+            document_text: Vec::new(),
             pending_error: None,
         }
+    }
+
+    /// Makes the parser copy the query tokens and the title and abstract tokens (joined by a
+    /// TAB) of each query into [`Session::keys`] when `keys` is true.
+    pub fn with_keys(mut self, keys: bool) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Hands the current query to `session` if it is well-formed and counts it if malformed.
@@ -130,6 +143,9 @@ impl AnnotationParser {
         self.building.clear();
         self.building.query_key = query.map_or(0, query_fingerprint);
         self.query = query.map(<[u8]>::to_vec);
+        if let (true, Some(query)) = (self.keys, query) {
+            self.building.keys.set_query(query);
+        }
         self.rank = 0;
         self.state = GroupState::Open;
     }
@@ -166,6 +182,12 @@ impl AnnotationParser {
         let count = split_fields(line, &mut fields);
 
         let (finished, outcome) = if count == FIELDS {
+            if self.keys {
+                self.document_text.clear();
+                self.document_text.extend_from_slice(fields[2]);
+                self.document_text.push(b'\t');
+                self.document_text.extend_from_slice(fields[3]);
+            }
             let query = fields[1];
             let same_query = self.state != GroupState::None && self.query.as_deref() == Some(query);
             let document = parse_document(&fields);
@@ -193,6 +215,9 @@ impl AnnotationParser {
         match outcome {
             Ok(document) => {
                 if self.state == GroupState::Open {
+                    if self.keys && document.kind == ResultKind::Shown {
+                        self.building.keys.push_document(&[&self.document_text]);
+                    }
                     self.add_document(document);
                 }
                 Ok(finished)

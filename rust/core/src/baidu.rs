@@ -103,11 +103,26 @@ enum ParsedLine {
     WrongFieldCount(usize),
 }
 
-/// Behaviour values of one document line, in the order of the requested columns.
+/// Behaviour values of one document line, in the order of the requested columns, and the key
+/// text of the line when the config asks for keys.
 #[derive(Default)]
 struct Values {
     floats: Vec<f32>,
     ints: Vec<i32>,
+    /// Query token field of a query line; URL MD5, or title, TAB and abstract, of a result.
+    key: Vec<u8>,
+}
+
+impl Values {
+    fn set_key(&mut self, parts: &[&[u8]]) {
+        self.key.clear();
+        for (index, part) in parts.iter().enumerate() {
+            if index > 0 {
+                self.key.push(b'\t');
+            }
+            self.key.extend_from_slice(part);
+        }
+    }
 }
 
 fn parse_line(line: &[u8], config: &ParserConfig, values: &mut Values) -> ParsedLine {
@@ -116,9 +131,14 @@ fn parse_line(line: &[u8], config: &ParserConfig, values: &mut Values) -> Parsed
     }
     let mut fields: [&[u8]; DOCUMENT_FIELDS] = [&[]; DOCUMENT_FIELDS];
     match split_fields(line, &mut fields) {
-        QUERY_FIELDS => ParsedLine::Query(
-            check_token_list(Field::Query, fields[1]).map(|()| query_fingerprint(fields[1])),
-        ),
+        QUERY_FIELDS => {
+            if config.keys {
+                values.set_key(&[fields[1]]);
+            }
+            ParsedLine::Query(
+                check_token_list(Field::Query, fields[1]).map(|()| query_fingerprint(fields[1])),
+            )
+        }
         DOCUMENT_FIELDS => ParsedLine::Document(parse_document_line(&fields, config, values)),
         count => ParsedLine::WrongFieldCount(count),
     }
@@ -165,12 +185,18 @@ fn parse_document_line(
                     "the URL MD5 of the result in printable ASCII, not empty and not \"-\"",
                 ));
             }
+            if config.keys {
+                values.set_key(&[url_md5]);
+            }
             document_fingerprint(url_md5)
         }
         DocumentKey::Text => {
             let (title, abstract_tokens) = (fields[column::TITLE], fields[column::ABSTRACT]);
             check_token_list(Field::Title, title)?;
             check_token_list(Field::Abstract, abstract_tokens)?;
+            if config.keys {
+                values.set_key(&[title, abstract_tokens]);
+            }
             text_document_fingerprint(title, abstract_tokens)
         }
     };
@@ -312,6 +338,9 @@ impl BaiduParser {
                     position: self.rank,
                     click: document.click,
                 });
+                if self.config.keys {
+                    self.building.keys.push_document(&[&self.values.key]);
+                }
                 self.building.floats.extend_from_slice(&self.values.floats);
                 self.building.ints.extend_from_slice(&self.values.ints);
             }
@@ -348,6 +377,9 @@ impl SessionSource for BaiduParser {
                 ParsedLine::Query(Ok(query_key)) => {
                     let finished = self.close_session(session, stats);
                     self.open_session(query_key);
+                    if self.config.keys {
+                        self.building.keys.set_query(&self.values.key);
+                    }
                     if finished {
                         return Ok(true);
                     }

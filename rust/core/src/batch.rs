@@ -253,7 +253,7 @@ impl BatchBuilder {
         vocabulary: &mut Vocabulary,
         stats: &mut Stats,
     ) -> Result<()> {
-        let query = vocabulary.query_id(session.query_key)?;
+        let query = vocabulary.query_id_with_key(session.query_key, session.keys.query())?;
         let mut oov_documents = 0;
         let mut oov_pairs = 0;
 
@@ -263,8 +263,9 @@ impl BatchBuilder {
         row.query_doc_hash.clear();
         row.position.clear();
         row.click.clear();
-        for result in session.results.iter().take(self.positions) {
-            let document = vocabulary.document_id(result.document_key)?;
+        for (index, result) in session.results.iter().take(self.positions).enumerate() {
+            let document = vocabulary
+                .document_id_with_key(result.document_key, session.keys.document(index))?;
             let pair_key = vocabulary::pair_fingerprint(session.query_key, result.document_key);
             let pair = vocabulary.pair_id(pair_key, query.id, document.id)?;
             oov_documents += u64::from(document.out_of_vocabulary);

@@ -76,8 +76,9 @@ fn position_key(key: &str) -> Option<usize> {
     key.parse().ok()
 }
 
-/// Parses the URL field into `session.results` and returns the variant.
-fn parse_urls(text: &[u8], session: &mut Session) -> Result<Variant, FieldError> {
+/// Parses the URL field into `session.results`, and the URLs into its key texts if `keys` is
+/// true, and returns the variant.
+fn parse_urls(text: &[u8], session: &mut Session, keys: bool) -> Result<Variant, FieldError> {
     const EXPECTED: &str =
         "a JSON list of URL strings, or a JSON object from positions to URL strings";
     let invalid = || FieldError::new(Field::Urls, text, EXPECTED);
@@ -88,6 +89,9 @@ fn parse_urls(text: &[u8], session: &mut Session) -> Result<Variant, FieldError>
             position,
             click: false,
         });
+        if keys {
+            session.keys.push_document(&[url.as_bytes()]);
+        }
     };
 
     match parse_json(Field::Urls, text, EXPECTED)? {
@@ -202,8 +206,14 @@ fn parse_clicks(text: &[u8], variant: Variant, session: &mut Session) -> Result<
     Ok(())
 }
 
-/// Parses one line into `session`; `key` is scratch space for the query key.
-fn parse_session(line: &[u8], session: &mut Session, key: &mut Vec<u8>) -> Result<(), FieldError> {
+/// Parses one line into `session`, with its key texts if `keys` is true; `key` is scratch space
+/// for the query key.
+fn parse_session(
+    line: &[u8],
+    session: &mut Session,
+    key: &mut Vec<u8>,
+    keys: bool,
+) -> Result<(), FieldError> {
     let mut fields: [&[u8]; FIELDS] = [&[]; FIELDS];
     let count = split_fields(line, &mut fields);
     if count != FIELDS {
@@ -239,8 +249,11 @@ fn parse_session(line: &[u8], session: &mut Session, key: &mut Vec<u8>) -> Resul
     // `io::Write` for `Vec<u8>` never returns an error.
     let _ = write!(key, "\t{region}");
     session.query_key = query_fingerprint(key);
+    if keys {
+        session.keys.set_query(key);
+    }
 
-    let variant = parse_urls(fields[column::URLS], session)?;
+    let variant = parse_urls(fields[column::URLS], session, keys)?;
     parse_layout(fields[column::LAYOUT], variant, session)?;
     parse_clicks(fields[column::CLICKS], variant, session)
 }
@@ -250,6 +263,8 @@ pub struct ClickModelsParser {
     lines: LineReader,
     rejector: Rejector,
     key: Vec<u8>,
+    /// Whether sessions carry their key texts.
+    keys: bool,
 }
 
 impl ClickModelsParser {
@@ -258,7 +273,15 @@ impl ClickModelsParser {
             lines,
             rejector,
             key: Vec::new(),
+            keys: false,
         }
+    }
+
+    /// Makes the parser copy the query key (query, TAB, region) and the URLs of each session
+    /// into [`Session::keys`] when `keys` is true.
+    pub fn with_keys(mut self, keys: bool) -> Self {
+        self.keys = keys;
+        self
     }
 }
 
@@ -273,7 +296,7 @@ impl SessionSource for ClickModelsParser {
             if line.is_empty() {
                 continue;
             }
-            match parse_session(line, session, &mut self.key) {
+            match parse_session(line, session, &mut self.key, self.keys) {
                 Ok(()) => return Ok(true),
                 Err(error) => {
                     let field = error.field;

@@ -9,11 +9,12 @@
 use std::fmt::Display;
 use std::io::Write;
 
+use arrow_array::builder::LargeBinaryBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
-use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
+use arrow_array::{Array, ArrowPrimitiveType, LargeBinaryArray, RecordBatch};
 use arrow_schema::DataType;
 
 use crate::batch::{BatchBuilder, BatchLayout};
@@ -51,6 +52,22 @@ fn invalid(column: &str, reason: impl Into<String>) -> Error {
 /// or the decimal text of an integer. So the integer 13 and the text `13` of a URL id in a log
 /// give the same document. Nulls and other types are rejected, naming `column`.
 pub fn fingerprint_keys(array: &dyn Array, role: KeyRole, column: &str) -> Result<Vec<u64>> {
+    let mut fingerprints = Vec::with_capacity(array.len());
+    visit_keys(array, column, &mut |key| {
+        fingerprints.push(role.fingerprint(key));
+    })?;
+    Ok(fingerprints)
+}
+
+/// Returns the key text of every row of `array`, the bytes that [`fingerprint_keys`] hashes.
+pub fn key_texts(array: &dyn Array, column: &str) -> Result<LargeBinaryArray> {
+    let mut texts = LargeBinaryBuilder::with_capacity(array.len(), 0);
+    visit_keys(array, column, &mut |key| texts.append_value(key))?;
+    Ok(texts.finish())
+}
+
+/// Calls `visit` with the key bytes of every row of `array`, in order.
+fn visit_keys(array: &dyn Array, column: &str, visit: &mut dyn FnMut(&[u8])) -> Result<()> {
     if array.null_count() > 0 {
         return Err(invalid(
             column,
@@ -66,27 +83,25 @@ pub fn fingerprint_keys(array: &dyn Array, role: KeyRole, column: &str) -> Resul
             ),
         )
     };
-    let hash_all = |values: &mut dyn Iterator<Item = Option<&[u8]>>| {
-        values
-            .map(|value| role.fingerprint(value.unwrap_or_default()))
-            .collect()
+    let mut visit_all = |values: &mut dyn Iterator<Item = Option<&[u8]>>| {
+        values.for_each(|value| visit(value.unwrap_or_default()));
     };
-    Ok(match array.data_type() {
-        DataType::Utf8 => hash_all(
+    match array.data_type() {
+        DataType::Utf8 => visit_all(
             &mut array
                 .as_string_opt::<i32>()
                 .ok_or_else(unsupported)?
                 .iter()
                 .map(|v| v.map(str::as_bytes)),
         ),
-        DataType::LargeUtf8 => hash_all(
+        DataType::LargeUtf8 => visit_all(
             &mut array
                 .as_string_opt::<i64>()
                 .ok_or_else(unsupported)?
                 .iter()
                 .map(|v| v.map(str::as_bytes)),
         ),
-        DataType::Utf8View => hash_all(
+        DataType::Utf8View => visit_all(
             &mut array
                 .as_string_view_opt()
                 .ok_or_else(unsupported)?
@@ -94,43 +109,44 @@ pub fn fingerprint_keys(array: &dyn Array, role: KeyRole, column: &str) -> Resul
                 .map(|v| v.map(str::as_bytes)),
         ),
         DataType::Binary => {
-            hash_all(&mut array.as_binary_opt::<i32>().ok_or_else(unsupported)?.iter())
+            visit_all(&mut array.as_binary_opt::<i32>().ok_or_else(unsupported)?.iter())
         }
         DataType::LargeBinary => {
-            hash_all(&mut array.as_binary_opt::<i64>().ok_or_else(unsupported)?.iter())
+            visit_all(&mut array.as_binary_opt::<i64>().ok_or_else(unsupported)?.iter())
         }
         DataType::BinaryView => {
-            hash_all(&mut array.as_binary_view_opt().ok_or_else(unsupported)?.iter())
+            visit_all(&mut array.as_binary_view_opt().ok_or_else(unsupported)?.iter())
         }
-        DataType::Int8 => decimal_keys::<Int8Type>(array, role).ok_or_else(unsupported)?,
-        DataType::Int16 => decimal_keys::<Int16Type>(array, role).ok_or_else(unsupported)?,
-        DataType::Int32 => decimal_keys::<Int32Type>(array, role).ok_or_else(unsupported)?,
-        DataType::Int64 => decimal_keys::<Int64Type>(array, role).ok_or_else(unsupported)?,
-        DataType::UInt8 => decimal_keys::<UInt8Type>(array, role).ok_or_else(unsupported)?,
-        DataType::UInt16 => decimal_keys::<UInt16Type>(array, role).ok_or_else(unsupported)?,
-        DataType::UInt32 => decimal_keys::<UInt32Type>(array, role).ok_or_else(unsupported)?,
-        DataType::UInt64 => decimal_keys::<UInt64Type>(array, role).ok_or_else(unsupported)?,
+        DataType::Int8 => visit_decimal::<Int8Type>(array, visit).ok_or_else(unsupported)?,
+        DataType::Int16 => visit_decimal::<Int16Type>(array, visit).ok_or_else(unsupported)?,
+        DataType::Int32 => visit_decimal::<Int32Type>(array, visit).ok_or_else(unsupported)?,
+        DataType::Int64 => visit_decimal::<Int64Type>(array, visit).ok_or_else(unsupported)?,
+        DataType::UInt8 => visit_decimal::<UInt8Type>(array, visit).ok_or_else(unsupported)?,
+        DataType::UInt16 => visit_decimal::<UInt16Type>(array, visit).ok_or_else(unsupported)?,
+        DataType::UInt32 => visit_decimal::<UInt32Type>(array, visit).ok_or_else(unsupported)?,
+        DataType::UInt64 => visit_decimal::<UInt64Type>(array, visit).ok_or_else(unsupported)?,
         _ => return Err(unsupported()),
-    })
+    }
+    Ok(())
 }
 
-fn decimal_keys<T: ArrowPrimitiveType>(array: &dyn Array, role: KeyRole) -> Option<Vec<u64>>
+/// Calls `visit` with the decimal text of every integer; None if `array` is not of type `T`.
+fn visit_decimal<T: ArrowPrimitiveType>(
+    array: &dyn Array,
+    visit: &mut dyn FnMut(&[u8]),
+) -> Option<()>
 where
     T::Native: Display,
 {
     let values = array.as_primitive_opt::<T>()?.values();
     let mut text = Vec::new();
-    Some(
-        values
-            .iter()
-            .map(|value| {
-                text.clear();
-                // `io::Write` for `Vec<u8>` never returns an error.
-                let _ = write!(text, "{value}");
-                role.fingerprint(&text)
-            })
-            .collect(),
-    )
+    for value in values.iter() {
+        text.clear();
+        // `io::Write` for `Vec<u8>` never returns an error.
+        let _ = write!(text, "{value}");
+        visit(&text);
+    }
+    Some(())
 }
 
 /// Largest width F of the `features` column.
@@ -197,6 +213,9 @@ pub struct ColumnarSessions<'a> {
     pub session_columns: &'a [&'a [i32]],
     /// Dense features, `[results, layout.features]` row-major.
     pub features: &'a [f32],
+    /// Key texts of the queries `[sessions]` and documents `[results]` (see [`key_texts`]),
+    /// which a vocabulary that records keys stores for new ids; None to store none.
+    pub keys: Option<(&'a LargeBinaryArray, &'a LargeBinaryArray)>,
 }
 
 /// Batches of columnar sessions, with the counters of the rules and the slots per row.
@@ -270,6 +289,19 @@ impl ColumnarSessions<'_> {
     /// Checks the lengths, offsets, positions and clicks, naming the offending column.
     fn validate(&self) -> Result<()> {
         let results = self.document.len();
+        if let Some((query_keys, document_keys)) = self.keys {
+            if query_keys.len() != self.query.len() || document_keys.len() != results {
+                return Err(invalid(
+                    "keys",
+                    format!(
+                        "expected {} query keys and {results} document keys, got {} and {}",
+                        self.query.len(),
+                        query_keys.len(),
+                        document_keys.len()
+                    ),
+                ));
+            }
+        }
         if self.offsets.len() != self.query.len() + 1 {
             return Err(invalid("offsets", "expected one more offset than sessions"));
         }
@@ -306,6 +338,9 @@ impl ColumnarSessions<'_> {
     fn session(&self, index: usize, feature_width: usize, session: &mut Session) -> Result<()> {
         session.clear();
         session.query_key = self.query[index];
+        if let Some((query_keys, _)) = self.keys {
+            session.keys.set_query(query_keys.value(index));
+        }
         let start = self.offsets[index] as usize;
         let end = self.offsets[index + 1] as usize;
         for result in start..end {
@@ -329,6 +364,9 @@ impl ColumnarSessions<'_> {
                 position,
                 click,
             });
+            if let Some((_, document_keys)) = self.keys {
+                session.keys.push_document(&[document_keys.value(result)]);
+            }
             session
                 .floats
                 .extend(self.float_columns.iter().map(|values| values[result]));

@@ -188,6 +188,7 @@ fn optional_columns_padded_and_truncated() {
         int_columns: &[label, media],
         session_columns: &[bucket],
         features: &[0.1, 0.2, 1.1, 1.2, 2.1, 2.2, 3.1, 3.2],
+        keys: None,
     };
     let options = ReaderOptions {
         positions: Some(2),
@@ -291,4 +292,66 @@ fn optional_columns_checked_against_layout() {
     );
     assert!(extra_column("click").is_err());
     assert!(session_column("label").is_err());
+}
+
+#[test]
+fn key_texts_render_like_fingerprints() {
+    let integers = Int64Array::from(vec![13, -2]);
+    let texts = key_texts(&integers, "document").unwrap();
+    let texts: Vec<&[u8]> = texts.iter().map(Option::unwrap).collect();
+    assert_eq!(texts, vec![&b"13"[..], b"-2"]);
+    let strings = StringArray::from(vec![Some("a"), None]);
+    let error = key_texts(&strings, "query").unwrap_err().to_string();
+    assert!(
+        error.contains("query") && error.contains("1 null values"),
+        "{error}"
+    );
+}
+
+#[test]
+fn columnar_keys_reach_vocabulary() {
+    let query_texts = key_texts(&StringArray::from(vec!["q1", "q2"]), "query").unwrap();
+    let document_texts = key_texts(&Int64Array::from(vec![11, 12, 12]), "document").unwrap();
+    let query = [query_fingerprint(b"q1"), query_fingerprint(b"q2")];
+    let document = [
+        document_fingerprint(b"11"),
+        document_fingerprint(b"12"),
+        document_fingerprint(b"12"),
+    ];
+    let sessions = ColumnarSessions {
+        query: &query,
+        offsets: &[0, 2, 3],
+        document: &document,
+        position: &[1, 2, 1],
+        click: &[1, 0, 0],
+        keys: Some((&query_texts, &document_texts)),
+        ..ColumnarSessions::default()
+    };
+    let mut vocabulary = Vocabulary::with_keys(true);
+    let layout = BatchLayout::default();
+    batch_columnar_sessions(
+        &sessions,
+        &layout,
+        &mut vocabulary,
+        &ReaderOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(vocabulary.query_key(2), Some(&b"q1"[..]));
+    assert_eq!(vocabulary.query_key(3), Some(&b"q2"[..]));
+    assert_eq!(vocabulary.document_key(2), Some(&b"11"[..]));
+    assert_eq!(vocabulary.document_key(3), Some(&b"12"[..]));
+    assert_eq!(vocabulary.document_table_size(), 4);
+
+    let short = ColumnarSessions {
+        keys: Some((&query_texts, &query_texts)),
+        ..sessions
+    };
+    let error =
+        batch_columnar_sessions(&short, &layout, &mut vocabulary, &ReaderOptions::default())
+            .unwrap_err()
+            .to_string();
+    assert!(
+        error.contains("expected 2 query keys and 3 document keys"),
+        "{error}"
+    );
 }

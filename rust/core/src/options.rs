@@ -124,6 +124,9 @@ pub struct ParserConfig {
     pub query_key: QueryKey,
     /// Baidu behaviour columns in the order requested.
     pub behaviour: Arc<[BehaviourColumn]>,
+    /// Whether parsers fill [`Session::keys`](crate::session::Session::keys) with key texts.
+    /// The reader sets it when its vocabulary records keys and is open.
+    pub keys: bool,
 }
 
 impl ParserConfig {
@@ -313,6 +316,7 @@ impl ReaderOptions {
             document_key,
             query_key,
             behaviour: self.behaviour.clone().into(),
+            keys: false,
         })
     }
 

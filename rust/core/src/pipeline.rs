@@ -45,10 +45,14 @@ pub(crate) fn open_parser(
     let lines = LineReader::open(path)?;
     Ok(match format {
         Format::Baidu => Box::new(BaiduParser::new(lines, rejector, config)),
-        Format::BaiduAnnotation => Box::new(AnnotationParser::new(lines, rejector)),
+        Format::BaiduAnnotation => {
+            Box::new(AnnotationParser::new(lines, rejector).with_keys(config.keys))
+        }
         Format::Yandex => Box::new(YandexParser::new(lines, rejector, config)),
-        Format::Wscd => Box::new(WscdParser::new(lines, rejector)),
-        Format::ClickModels => Box::new(ClickModelsParser::new(lines, rejector)),
+        Format::Wscd => Box::new(WscdParser::new(lines, rejector).with_keys(config.keys)),
+        Format::ClickModels => {
+            Box::new(ClickModelsParser::new(lines, rejector).with_keys(config.keys))
+        }
     })
 }
 

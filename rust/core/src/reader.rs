@@ -173,7 +173,8 @@ impl BatchReader {
         // Counters of the first pass are thrown away; the second pass counts the same events.
         let mut stats = Stats::default();
         let mut session = Session::default();
-        let mut sessions = self.start_sessions(false)?;
+        // The first pass assigns no ids, so it needs no key texts.
+        let mut sessions = self.start_sessions(false, false)?;
         loop {
             match sessions.next_session(&mut session, &mut stats) {
                 Ok(true) => {}
@@ -206,22 +207,26 @@ impl BatchReader {
         u64::from(count) >= self.options.min_sessions_per_query
     }
 
-    /// Starts the workers on every file. `quiet` logs skipped sessions at debug level only.
-    fn start_sessions(&self, quiet: bool) -> Result<ParallelSessions> {
+    /// Starts the workers on every file. `quiet` logs skipped sessions at debug level only, and
+    /// `keys` makes the parsers copy key texts into the sessions.
+    fn start_sessions(&self, quiet: bool, keys: bool) -> Result<ParallelSessions> {
         let settings = ParseSettings {
             format: self.format,
-            config: self.config.clone(),
+            config: ParserConfig {
+                keys,
+                ..self.config.clone()
+            },
             on_error: self.options.on_error,
             quiet,
         };
         ParallelSessions::start(self.paths.clone(), settings, self.options.threads)
     }
 
-    /// Reads the next well-formed session of any remaining file into `self.session`.
-    /// Returns false when every file is read.
-    fn read_session(&mut self) -> Result<bool> {
+    /// Reads the next well-formed session of any remaining file into `self.session`, with key
+    /// texts if `keys` is true when the files are started. Returns false when every file is read.
+    fn read_session(&mut self, keys: bool) -> Result<bool> {
         if self.sessions.is_none() {
-            self.sessions = Some(self.start_sessions(self.scanned)?);
+            self.sessions = Some(self.start_sessions(self.scanned, keys)?);
         }
         let Some(sessions) = &mut self.sessions else {
             return Ok(false);
@@ -248,8 +253,11 @@ impl BatchReader {
         // A poisoned lock only means another thread panicked while holding it; the vocabulary
         // is still consistent because every insert is a single map operation.
         let mut vocabulary = vocabulary.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only an open vocabulary that records keys stores the texts of new ids. The files are
+        // started once, so a vocabulary frozen later still receives texts, and ignores them.
+        let keys = vocabulary.records_keys() && !vocabulary.is_frozen();
         while !self.builder.as_ref().is_some_and(BatchBuilder::is_full) {
-            if !self.read_session()? {
+            if !self.read_session(keys)? {
                 self.finished = true;
                 break;
             }
@@ -313,3 +321,7 @@ mod rules_tests;
 #[cfg(test)]
 #[path = "reader_threads_tests.rs"]
 mod threads_tests;
+
+#[cfg(test)]
+#[path = "reader_keys_tests.rs"]
+mod keys_tests;

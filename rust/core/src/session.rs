@@ -35,6 +35,75 @@ pub struct SessionEvents {
     pub invalid_position_keys: u64,
 }
 
+/// Key texts of a session, the bytes that its fingerprints were computed from (or, for a
+/// composite key, a readable rendering of them). Parsers fill them only when
+/// [`ParserConfig::keys`](crate::options::ParserConfig::keys) is set, so that a vocabulary can
+/// store the text of each new id. The buffers are reused from session to session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyTexts {
+    /// Whether the parser filled the texts of this session.
+    recorded: bool,
+    query: Vec<u8>,
+    /// Document key texts of the results, one after another.
+    documents: Vec<u8>,
+    /// End of each result's text in `documents`.
+    document_ends: Vec<usize>,
+}
+
+impl KeyTexts {
+    /// Empties the texts, keeping their allocation.
+    pub fn clear(&mut self) {
+        self.recorded = false;
+        self.query.clear();
+        self.documents.clear();
+        self.document_ends.clear();
+    }
+
+    /// Sets the query key text and marks the session's texts as recorded.
+    pub fn set_query(&mut self, text: &[u8]) {
+        self.recorded = true;
+        self.query.clear();
+        self.query.extend_from_slice(text);
+    }
+
+    /// Appends the key text of the next result, made of `parts` joined by a TAB.
+    pub fn push_document(&mut self, parts: &[&[u8]]) {
+        for (index, part) in parts.iter().enumerate() {
+            if index > 0 {
+                self.documents.push(b'\t');
+            }
+            self.documents.extend_from_slice(part);
+        }
+        self.document_ends.push(self.documents.len());
+    }
+
+    /// Query key text; None unless the parser recorded texts.
+    pub fn query(&self) -> Option<&[u8]> {
+        self.recorded.then_some(self.query.as_slice())
+    }
+
+    /// Key text of result `index`; None unless the parser recorded texts.
+    pub fn document(&self, index: usize) -> Option<&[u8]> {
+        if !self.recorded {
+            return None;
+        }
+        let end = *self.document_ends.get(index)?;
+        let start = index
+            .checked_sub(1)
+            .map_or(0, |previous| self.document_ends[previous]);
+        Some(&self.documents[start..end])
+    }
+
+    /// Keeps the texts of the first `results` results.
+    fn truncate(&mut self, results: usize) {
+        if results < self.document_ends.len() {
+            self.document_ends.truncate(results);
+            self.documents
+                .truncate(self.document_ends.last().copied().unwrap_or(0));
+        }
+    }
+}
+
 /// A well-formed session as parsed, before the session rules apply.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Session {
@@ -57,6 +126,8 @@ pub struct Session {
     /// parser or a rule drops.
     pub has_logged_click: bool,
     pub events: SessionEvents,
+    /// Key texts of the query and results; empty unless the parser config sets `keys`.
+    pub keys: KeyTexts,
 }
 
 impl Session {
@@ -70,6 +141,7 @@ impl Session {
         self.session_ints.clear();
         self.has_logged_click = false;
         self.events = SessionEvents::default();
+        self.keys.clear();
     }
 }
 
@@ -141,6 +213,7 @@ fn truncate_session(session: &mut Session, kept: usize) {
     session.floats.truncate(kept * float_width);
     session.ints.truncate(kept * int_width);
     session.features.truncate(kept * feature_width);
+    session.keys.truncate(kept);
 }
 
 #[cfg(test)]
@@ -269,6 +342,27 @@ mod tests {
         assert_eq!(session.ints, vec![1, 2]);
         assert_eq!(session.features, vec![0.1, 0.2, 0.3, 1.1, 1.2, 1.3]);
         assert_eq!(session.session_ints, vec![7]);
+    }
+
+    #[test]
+    fn truncation_keeps_key_texts_aligned() {
+        let mut session = Session {
+            results: vec![result(1, 1, false), result(2, 2, true), result(3, 3, true)],
+            has_logged_click: true,
+            ..Session::default()
+        };
+        session.keys.set_query(b"q");
+        session.keys.push_document(&[b"d1"]);
+        session.keys.push_document(&[b"t2", b"a2"]);
+        session.keys.push_document(&[b"d3"]);
+        assert!(rules(2, false).apply(&mut session, &mut Stats::default()));
+        assert_eq!(session.keys.query(), Some(&b"q"[..]));
+        assert_eq!(session.keys.document(0), Some(&b"d1"[..]));
+        assert_eq!(session.keys.document(1), Some(&b"t2\ta2"[..]));
+        assert_eq!(session.keys.document(2), None);
+        session.clear();
+        assert_eq!(session.keys.query(), None);
+        assert_eq!(session.keys.document(0), None);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! hash their key bytes with different seeds, so a query and a document with the same text do not
 //! share a fingerprint. A pair hashes the 16 little-endian bytes of its query and document
 //! fingerprints, and its top 31 bits give `query_doc_hash`, which needs no vocabulary.
+//!
+//! A vocabulary created with [`Vocabulary::with_keys`] also stores, for each query and document
+//! id it assigns, the key text that the fingerprint was computed from, so that ids can be shown
+//! as they appear in the log. Pairs store no key: their query and document ids lead to them.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
@@ -16,6 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, Xxh3};
 
 use crate::error::{Error, Result};
+use keys::KeyStore;
 
 /// Id of padding slots.
 pub const PADDING_ID: i32 = 0;
@@ -117,6 +122,8 @@ pub(crate) struct IdTable {
     ids: FingerprintMap,
     /// The fingerprint of each real id, at index `id - FIRST_REAL_ID`.
     fingerprints: Vec<u64>,
+    /// The key text of each real id, when the table records keys.
+    keys: Option<KeyStore>,
     max_entries: usize,
 }
 
@@ -128,19 +135,24 @@ pub struct Lookup {
 }
 
 impl IdTable {
-    fn new(name: &'static str) -> Self {
+    fn new(name: &'static str, keys: bool) -> Self {
         IdTable {
             name,
             ids: FingerprintMap::default(),
             fingerprints: Vec::new(),
+            keys: keys.then(KeyStore::default),
             max_entries: MAX_ENTRIES,
         }
     }
 
-    /// Creates a table whose real ids are the entries in order, from [`FIRST_REAL_ID`].
-    /// The caller checks that there are not too many, and that the fingerprints are distinct
-    /// with [`IdTable::has_repeated_fingerprints`].
-    pub(crate) fn from_entries(name: &'static str, entries: &[Entry]) -> Self {
+    /// Creates a table whose real ids are the entries in order, from [`FIRST_REAL_ID`], with
+    /// `keys` (one per entry) or no key store. The caller checks that there are not too many
+    /// entries, and that the fingerprints are distinct with [`IdTable::has_repeated_fingerprints`].
+    pub(crate) fn from_entries(
+        name: &'static str,
+        entries: &[Entry],
+        keys: Option<KeyStore>,
+    ) -> Self {
         let mut ids = FingerprintMap::with_capacity_and_hasher(entries.len(), Default::default());
         for (index, entry) in entries.iter().enumerate() {
             // The caller keeps `entries` within MAX_ENTRIES, so the id fits in i32.
@@ -157,8 +169,19 @@ impl IdTable {
             name,
             ids,
             fingerprints: entries.iter().map(|entry| entry.fingerprint).collect(),
+            keys,
             max_entries: MAX_ENTRIES,
         }
+    }
+
+    /// Key text of the real id at `index` (`id - FIRST_REAL_ID`); None when the table records
+    /// no keys or the id has none.
+    pub(crate) fn key(&self, index: usize) -> Option<&[u8]> {
+        self.keys.as_ref()?.get(index)
+    }
+
+    pub(crate) fn records_keys(&self) -> bool {
+        self.keys.is_some()
     }
 
     /// Returns the entry of each real id, in id order.
@@ -182,7 +205,9 @@ impl IdTable {
         self.ids.len() < self.fingerprints.len()
     }
 
-    fn lookup(&mut self, key: u64, frozen: bool) -> Result<Lookup> {
+    /// Looks `key` up, adding it unless `frozen`; a new id stores `text` as its key text when
+    /// the table records keys.
+    fn lookup(&mut self, key: u64, text: Option<&[u8]>, frozen: bool) -> Result<Lookup> {
         if frozen {
             return Ok(match self.ids.get(&key) {
                 Some(slot) => Lookup {
@@ -217,6 +242,9 @@ impl IdTable {
                 let id = FIRST_REAL_ID + count as i32;
                 vacant.insert(Slot { id, count: 1 });
                 self.fingerprints.push(key);
+                if let Some(keys) = &mut self.keys {
+                    keys.push(text);
+                }
                 Ok(Lookup {
                     id,
                     out_of_vocabulary: false,
@@ -251,7 +279,8 @@ impl IdTable {
             new_ids[old_index] = Some(FIRST_REAL_ID + new_index as i32);
         }
         let entries: Vec<Entry> = kept.iter().map(|&index| entries[index]).collect();
-        (IdTable::from_entries(self.name, &entries), new_ids)
+        let keys = self.keys.as_ref().map(|keys| keys.select(&kept));
+        (IdTable::from_entries(self.name, &entries, keys), new_ids)
     }
 }
 
@@ -305,20 +334,32 @@ impl Default for Vocabulary {
 }
 
 impl Vocabulary {
-    /// Creates an empty, open vocabulary.
+    /// Creates an empty, open vocabulary that records no key texts.
     pub fn new() -> Self {
+        Self::with_keys(false)
+    }
+
+    /// Creates an empty, open vocabulary that records the key text of each new query and
+    /// document id when `keys` is true. Keys cost memory in proportion to their length.
+    pub fn with_keys(keys: bool) -> Self {
         Vocabulary {
-            queries: IdTable::new("query"),
-            documents: IdTable::new("document"),
-            pairs: IdTable::new("query-document pair"),
+            queries: IdTable::new("query", keys),
+            documents: IdTable::new("document", keys),
+            pairs: IdTable::new("query-document pair", false),
             pair_ends: Vec::new(),
             frozen: false,
         }
     }
 
-    /// Stops adding keys: from now on unknown keys get [`OUT_OF_VOCABULARY_ID`].
+    /// Stops adding keys: from now on unknown keys get [`OUT_OF_VOCABULARY_ID`]. Key texts,
+    /// which no longer grow, are moved into buffers of their exact size.
     pub fn freeze(&mut self) {
         self.frozen = true;
+        for table in [&mut self.queries, &mut self.documents] {
+            if let Some(keys) = &mut table.keys {
+                keys.shrink_to_fit();
+            }
+        }
     }
 
     /// Returns true if unknown keys map to [`OUT_OF_VOCABULARY_ID`] instead of being added.
@@ -326,20 +367,57 @@ impl Vocabulary {
         self.frozen
     }
 
+    /// Returns true if the vocabulary stores the key text of new query and document ids.
+    pub fn records_keys(&self) -> bool {
+        self.queries.records_keys()
+    }
+
     /// Looks up the id of a query fingerprint, adding it unless the vocabulary is frozen.
     pub fn query_id(&mut self, fingerprint: u64) -> Result<Lookup> {
-        self.queries.lookup(fingerprint, self.frozen)
+        self.queries.lookup(fingerprint, None, self.frozen)
     }
 
     /// Looks up the id of a document fingerprint, adding it unless the vocabulary is frozen.
     pub fn document_id(&mut self, fingerprint: u64) -> Result<Lookup> {
-        self.documents.lookup(fingerprint, self.frozen)
+        self.documents.lookup(fingerprint, None, self.frozen)
+    }
+
+    /// Like [`Self::query_id`], and a new id stores `key`, the text that `fingerprint` was
+    /// computed from, when the vocabulary records keys.
+    pub fn query_id_with_key(&mut self, fingerprint: u64, key: Option<&[u8]>) -> Result<Lookup> {
+        self.queries.lookup(fingerprint, key, self.frozen)
+    }
+
+    /// Like [`Self::document_id`], and a new id stores `key` when the vocabulary records keys.
+    pub fn document_id_with_key(&mut self, fingerprint: u64, key: Option<&[u8]>) -> Result<Lookup> {
+        self.documents.lookup(fingerprint, key, self.frozen)
+    }
+
+    /// Key text of a query id; None for padding, out-of-vocabulary and unknown ids, and for ids
+    /// without a recorded key.
+    pub fn query_key(&self, id: i32) -> Option<&[u8]> {
+        self.queries.key(usize::try_from(id - FIRST_REAL_ID).ok()?)
+    }
+
+    /// Key text of a document id, as [`Self::query_key`].
+    pub fn document_key(&self, id: i32) -> Option<&[u8]> {
+        self.documents
+            .key(usize::try_from(id - FIRST_REAL_ID).ok()?)
+    }
+
+    /// Heap memory of the stored key texts, in bytes.
+    pub fn key_bytes(&self) -> usize {
+        [&self.queries, &self.documents]
+            .iter()
+            .filter_map(|table| table.keys.as_ref())
+            .map(KeyStore::heap_bytes)
+            .sum()
     }
 
     /// Looks up the id of a pair fingerprint, adding it unless the vocabulary is frozen. A new
     /// pair records `query_id` and `doc_id`, the ids of its query and document, for [`Self::pair_ends`].
     pub fn pair_id(&mut self, fingerprint: u64, query_id: i32, doc_id: i32) -> Result<Lookup> {
-        let lookup = self.pairs.lookup(fingerprint, self.frozen)?;
+        let lookup = self.pairs.lookup(fingerprint, None, self.frozen)?;
         if self.pairs.len() > self.pair_ends.len() {
             self.pair_ends.push(PairEnds { query_id, doc_id });
         }
@@ -428,7 +506,12 @@ impl Vocabulary {
 #[path = "vocabulary_arrow.rs"]
 mod arrow;
 
-pub use arrow::{FORMAT_VERSION, FORMAT_VERSION_KEY, FROZEN_KEY};
+#[path = "vocabulary_keys.rs"]
+mod keys;
+
+pub use arrow::{
+    FORMAT_VERSION, FORMAT_VERSION_KEY, FROZEN_KEY, KEYS_KEY, PREVIOUS_FORMAT_VERSION,
+};
 
 #[cfg(test)]
 mod tests {
@@ -563,12 +646,12 @@ mod tests {
         // A real table reaches its limit only after 2^31 - 2 keys, so this one gets a limit of 2.
         let mut table = IdTable {
             max_entries: 2,
-            ..IdTable::new("query")
+            ..IdTable::new("query", false)
         };
-        assert_eq!(table.lookup(10, false).unwrap().id, 2);
-        assert_eq!(table.lookup(11, false).unwrap().id, 3);
-        assert_eq!(table.lookup(10, false).unwrap().id, 2);
-        let error = table.lookup(12, false).unwrap_err();
+        assert_eq!(table.lookup(10, None, false).unwrap().id, 2);
+        assert_eq!(table.lookup(11, None, false).unwrap().id, 3);
+        assert_eq!(table.lookup(10, None, false).unwrap().id, 2);
+        let error = table.lookup(12, None, false).unwrap_err();
         assert!(
             matches!(
                 error,
@@ -605,6 +688,58 @@ mod tests {
             text_document_fingerprint(b"201", b"202"),
             text_document_fingerprint(b"20", b"1202")
         );
+    }
+
+    #[test]
+    fn keys_stored_for_new_ids_only() {
+        let mut vocabulary = Vocabulary::with_keys(true);
+        assert!(vocabulary.records_keys());
+        let first = vocabulary.query_id_with_key(70, Some(b"q70")).unwrap();
+        // A second lookup of the same fingerprint keeps the first key text.
+        let again = vocabulary.query_id_with_key(70, Some(b"other")).unwrap();
+        assert_eq!(first.id, again.id);
+        let without = vocabulary.query_id_with_key(71, None).unwrap();
+        let document = vocabulary.document_id_with_key(70, Some(b"d70")).unwrap();
+        assert_eq!(vocabulary.query_key(first.id), Some(&b"q70"[..]));
+        assert_eq!(vocabulary.query_key(without.id), None);
+        assert_eq!(vocabulary.document_key(document.id), Some(&b"d70"[..]));
+        assert_eq!(vocabulary.query_key(PADDING_ID), None);
+        assert_eq!(vocabulary.query_key(OUT_OF_VOCABULARY_ID), None);
+        assert_eq!(vocabulary.query_key(9), None);
+
+        let before = vocabulary.key_bytes();
+        vocabulary.freeze();
+        assert!(vocabulary.key_bytes() <= before);
+        assert_eq!(vocabulary.query_key(first.id), Some(&b"q70"[..]));
+        let unknown = vocabulary.query_id_with_key(72, Some(b"q72")).unwrap();
+        assert_eq!(unknown.id, OUT_OF_VOCABULARY_ID);
+        assert_eq!(vocabulary.query_table_size(), 4);
+    }
+
+    #[test]
+    fn vocabulary_without_keys_stores_none() {
+        let mut vocabulary = Vocabulary::new();
+        assert!(!vocabulary.records_keys());
+        let id = vocabulary.query_id_with_key(70, Some(b"q70")).unwrap().id;
+        assert_eq!(vocabulary.query_key(id), None);
+        assert_eq!(vocabulary.key_bytes(), 0);
+    }
+
+    #[test]
+    fn reindexed_keeps_keys_with_ids() {
+        let mut vocabulary = Vocabulary::with_keys(true);
+        for (fingerprint, key) in [(10u64, &b"ten"[..]), (20, b"twenty"), (20, b"twenty")] {
+            vocabulary
+                .document_id_with_key(fingerprint, Some(key))
+                .unwrap();
+        }
+        let by_count = vocabulary.reindexed(IdOrder::Frequency, 1);
+        assert!(by_count.records_keys());
+        assert_eq!(by_count.document_key(2), Some(&b"twenty"[..]));
+        assert_eq!(by_count.document_key(3), Some(&b"ten"[..]));
+        let frequent = vocabulary.reindexed(IdOrder::Frequency, 2);
+        assert_eq!(frequent.document_key(2), Some(&b"twenty"[..]));
+        assert_eq!(frequent.document_key(3), None);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct WscdParser {
     cursor: Option<usize>,
     /// Byte ranges of the current session's URLs within its piece.
     url_ranges: Vec<Range<usize>>,
+    /// Whether sessions carry their key texts.
+    keys: bool,
 }
 
 impl WscdParser {
@@ -41,7 +43,15 @@ impl WscdParser {
             rejector,
             cursor: None,
             url_ranges: Vec::new(),
+            keys: false,
         }
+    }
+
+    /// Makes the parser copy the query key and URL ids of each session into
+    /// [`Session::keys`] when `keys` is true.
+    pub fn with_keys(mut self, keys: bool) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Counts a malformed session under `skip`, or returns the error under `strict`.
@@ -76,7 +86,7 @@ impl SessionSource for WscdParser {
             if piece.is_empty() {
                 continue;
             }
-            match parse_session(piece, &mut self.url_ranges, session) {
+            match parse_session(piece, &mut self.url_ranges, session, self.keys) {
                 Ok(()) => return Ok(true),
                 Err(error) => self.reject(error, stats)?,
             }
@@ -84,11 +94,13 @@ impl SessionSource for WscdParser {
     }
 }
 
-/// Parses one trimmed, non-empty piece `QUERYKEY<TAB>urls : clicks` into `session`.
+/// Parses one trimmed, non-empty piece `QUERYKEY<TAB>urls : clicks` into `session`, with its
+/// key texts if `keys` is true.
 fn parse_session(
     piece: &[u8],
     url_ranges: &mut Vec<Range<usize>>,
     session: &mut Session,
+    keys: bool,
 ) -> Result<(), FieldError> {
     let Some(tab) = memchr(b'\t', piece) else {
         return Err(FieldError::new(
@@ -148,6 +160,12 @@ fn parse_session(
             position: u32::try_from(index + 1).unwrap_or(u32::MAX),
             click: false,
         });
+    }
+    if keys {
+        session.keys.set_query(query_key);
+        for range in url_ranges.iter() {
+            session.keys.push_document(&[&urls[range.clone()]]);
+        }
     }
 
     // Clicks: mark the first result with the clicked URL id.

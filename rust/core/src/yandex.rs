@@ -25,7 +25,7 @@ use crate::error::{defer_error_after_session, Error, Field, FieldError, Rejector
 use crate::fields::parse_u64;
 use crate::input::LineReader;
 use crate::options::{ParserConfig, QueryKey};
-use crate::session::{Session, SessionResult, SessionSource};
+use crate::session::{KeyTexts, Session, SessionResult, SessionSource};
 use crate::stats::Stats;
 use crate::vocabulary::{document_fingerprint, query_fingerprint};
 
@@ -74,13 +74,15 @@ fn parse_id(
     Ok(value)
 }
 
-/// Parses the fields after the record type of a Q line into `urls` and returns the query key.
+/// Parses the fields after the record type of a Q line into `urls`, and into `texts` when
+/// given, and returns the query key.
 fn parse_query<'a>(
     mut fields: impl Iterator<Item = &'a [u8]>,
     line: &[u8],
     query_key: QueryKey,
     key: &mut Vec<u8>,
     urls: &mut Vec<u64>,
+    mut texts: Option<&mut KeyTexts>,
 ) -> Result<Record, FieldError> {
     key.clear();
     parse_id(Field::QueryId, fields.next(), line, key)?;
@@ -91,12 +93,19 @@ fn parse_query<'a>(
         key.truncate(query_end);
     }
     let query_key = query_fingerprint(key);
+    if let Some(texts) = texts.as_deref_mut() {
+        texts.clear();
+        texts.set_query(key);
+    }
 
     urls.clear();
     for url in fields {
         key.clear();
         parse_id(Field::UrlId, Some(url), line, key)?;
         urls.push(document_fingerprint(key));
+        if let Some(texts) = texts.as_deref_mut() {
+            texts.push_document(&[key]);
+        }
     }
     if urls.is_empty() {
         return Err(FieldError::new(
@@ -133,6 +142,7 @@ fn parse_line(
     query_key: QueryKey,
     key: &mut Vec<u8>,
     urls: &mut Vec<u64>,
+    texts: Option<&mut KeyTexts>,
 ) -> ParsedLine {
     let mut fields = line.split(|&byte| byte == b'\t');
     let unknown = |session_id, error| ParsedLine {
@@ -154,7 +164,7 @@ fn parse_line(
         Some(b"Q") => ParsedLine {
             session_id: Some(session_id),
             kind: LineKind::Query,
-            record: parse_query(fields, line, query_key, key, urls),
+            record: parse_query(fields, line, query_key, key, urls, texts),
         },
         Some(b"C") => ParsedLine {
             session_id: Some(session_id),
@@ -198,6 +208,9 @@ pub struct YandexParser {
     key: Vec<u8>,
     /// Document fingerprints of the latest Q line.
     urls: Vec<u64>,
+    /// Key texts of the latest Q line, filled when the config asks for keys.
+    texts: KeyTexts,
+    keys: bool,
     /// An error found while a finished session was handed out, raised on the next call.
     pending_error: Option<Error>,
 }
@@ -213,6 +226,8 @@ impl YandexParser {
             session_id: None,
             key: Vec::new(),
             urls: Vec::new(),
+            texts: KeyTexts::default(),
+            keys: config.keys,
             pending_error: None,
         }
     }
@@ -236,6 +251,10 @@ impl YandexParser {
     fn open_session(&mut self, session_id: Option<u64>, query_key: u64) {
         self.building.clear();
         self.building.query_key = query_key;
+        if self.keys {
+            // `clone_from` reuses the session's buffers.
+            self.building.keys.clone_from(&self.texts);
+        }
         for (index, &document_key) in self.urls.iter().enumerate() {
             self.building.results.push(SessionResult {
                 document_key,
@@ -264,7 +283,8 @@ impl YandexParser {
     /// Applies one non-blank line. Returns whether a finished session was handed out.
     fn read_line(&mut self, session: &mut Session, stats: &mut Stats) -> Result<bool> {
         let line = self.lines.line();
-        let parsed = parse_line(line, self.query_key, &mut self.key, &mut self.urls);
+        let texts = self.keys.then_some(&mut self.texts);
+        let parsed = parse_line(line, self.query_key, &mut self.key, &mut self.urls, texts);
 
         // A line of another session, or of an unknown one, ends the current session.
         let mut finished = false;
