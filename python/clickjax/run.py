@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,13 @@ from clickjax.data import ClickLog, Vocabulary
 from clickjax.models import MODELS
 from clickjax.report import LoadReport
 from clickjax.serialization import save_model, training_pairs
-from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
+from clickjax.training import (
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_TABLE_LEARNING_RATE,
+    DEFAULT_TABLE_OPTIMIZER,
+    EpochRecord,
+    Trainer,
+)
 
 __all__ = ["TrainingConfig", "train_and_evaluate"]
 
@@ -54,6 +61,18 @@ class TrainingConfig:
     on_error: str = "strict"
     # None takes the format's default document key ("url", or "text" for annotation files).
     document_key: str | None = None
+    optimizer: str = "adam"
+    table_optimizer: str = DEFAULT_TABLE_OPTIMIZER
+    table_learning_rate: float = DEFAULT_TABLE_LEARNING_RATE
+    sparse: bool = True
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_norm: float | None = None
+    weight_decay: float = 0.0
+    max_steps: int | None = None
+    # Steps between checkpoints under OUTPUT/checkpoints; one is also saved at each epoch's end.
+    checkpoint_every: int = 1000
+    resume: bool = False
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -66,6 +85,32 @@ class TrainingConfig:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"--learning-rate must be a positive finite number, got {self.learning_rate}")
+        try:
+            self.trainer()
+        except ValueError as error:
+            # Name the command-line flag: "clip_norm must be ..." becomes "--clip-norm must be ...".
+            raise ValueError(re.sub(r"^([a-z_]+) ", lambda m: "--" + m[1].replace("_", "-") + " ", str(error))) from None
+
+    def trainer(self, **options) -> Trainer:
+        """Build the `Trainer` this configuration describes; `options` adds or overrides arguments."""
+        arguments = dict(
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            table_optimizer=self.table_optimizer,
+            table_learning_rate=self.table_learning_rate,
+            sparse=self.sparse,
+            schedule=self.schedule,
+            warmup_steps=self.warmup_steps,
+            clip_norm=self.clip_norm,
+            weight_decay=self.weight_decay,
+            epochs=self.epochs,
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            seed=self.seed,
+            checkpoint_every=self.checkpoint_every,
+        )
+        return Trainer(**{**arguments, **options})
 
 
 def train_and_evaluate(
@@ -80,6 +125,8 @@ def train_and_evaluate(
     input is read, before training starts.
     """
     output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "run.json").write_text(json.dumps({"config": asdict(config), "versions": _versions()}, indent=2) + "\n")
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
@@ -97,15 +144,8 @@ def train_and_evaluate(
         query_doc_pairs=vocabulary.pair_table_size,
         rngs=nnx.Rngs(config.seed),
     )
-    trainer = Trainer(
-        learning_rate=config.learning_rate,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        patience=config.patience,
-        seed=config.seed,
-        on_epoch=progress,
-    )
-    fit = trainer.fit(model, train, validation)
+    trainer = config.trainer(checkpoint_dir=output / "checkpoints", on_epoch=progress)
+    fit = trainer.fit(model, train, validation, resume=config.resume)
     metrics = trainer.evaluate(model, test)
 
     oov_pairs = test.stats.get("oov_pairs", 0)
@@ -118,6 +158,8 @@ def train_and_evaluate(
         "test_sessions": test.num_sessions,
         "train_seconds": fit.seconds,
         "epochs_run": len(fit.history),
+        "steps": fit.steps,
+        "resumed_from_step": fit.resumed_from_step,
         "best_epoch": fit.best_epoch,
         "stopped_early": fit.stopped_early,
         "early_stopping": fit.validated,
@@ -131,11 +173,7 @@ def train_and_evaluate(
             "test": test.stats,
         },
         "config": asdict(config),
-        "versions": {
-            "clickjax": __version__,
-            "jax": jax.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": _versions(),
     }
     output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -151,6 +189,21 @@ def train_and_evaluate(
         pairs=training_pairs(train),
     )
     return summary
+
+
+def _versions() -> dict:
+    import flax
+    import optax
+    import orbax.checkpoint
+
+    return {
+        "clickjax": __version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "orbax-checkpoint": orbax.checkpoint.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _read(config: TrainingConfig, paths: list[str], vocabulary: Vocabulary, role: str) -> ClickLog:
