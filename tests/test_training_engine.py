@@ -10,6 +10,7 @@ from flax import nnx
 
 from clickjax.data import ClickLog
 from clickjax.models import MODELS, PositionBasedModel
+from clickjax.sparse import unique_ids
 from clickjax.training import Trainer, TrainingDivergedError
 from simulation import simulate_pbm
 
@@ -54,6 +55,17 @@ def sgd_trainer(sparse: bool, **options) -> Trainer:
 
 
 # ---------------------------------------------------------------- sparse updates
+
+
+def test_unique_ids_with_ids_outside_table():
+    # Table of 10 rows. Sorted, the distinct ids are -3, 0, 5, 12: -3 and 12 are outside the table
+    # and become the filler 10, and the last two slots are filler too.
+    ids = np.array([[5, -3, 5], [12, 0, -3]], np.int32)
+
+    index, local = unique_ids(jnp.asarray(ids), 10)
+
+    np.testing.assert_array_equal(np.asarray(index), [10, 0, 5, 10, 10, 10])
+    np.testing.assert_array_equal(np.asarray(local), [[2, 0, 2], [3, 1, 0]])
 
 
 @pytest.mark.parametrize("sparse", [True, False])
