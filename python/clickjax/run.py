@@ -125,8 +125,6 @@ def train_and_evaluate(
     input is read, before training starts.
     """
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "run.json").write_text(json.dumps({"config": asdict(config), "versions": _versions()}, indent=2) + "\n")
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary()
@@ -138,6 +136,10 @@ def train_and_evaluate(
         for name, log in [("train", train), ("validation", validation), ("test", test)]:
             if log is not None:
                 on_loaded(LoadReport.from_stats(log.stats, name=name))
+
+    # The configuration goes to the output folder once every input is known to be usable.
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "run.json").write_text(json.dumps({"config": asdict(config), "versions": _versions()}, indent=2) + "\n")
 
     model = MODELS[config.model](
         positions=config.positions,
