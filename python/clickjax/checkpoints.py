@@ -48,7 +48,10 @@ class CheckpointStore:
         self.folder = Path(folder).absolute()
         self.fingerprint = fingerprint
         self.folder.mkdir(parents=True, exist_ok=True)
-        options = ocp.CheckpointManagerOptions(max_to_keep=_KEEP, enable_async_checkpointing=True)
+        # A killed process can leave a partial step folder under a temporary name; remove it on start.
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=_KEEP, enable_async_checkpointing=True, cleanup_tmp_directories=True
+        )
         self._manager = ocp.CheckpointManager(self.folder, options=options)
 
     def save(self, state, progress, *, wait: bool) -> None:
