@@ -404,10 +404,10 @@ class Trainer:
     # ---------------------------------------------------------------- optimisers
 
     def _schedule(self, peak: float, total_steps: int) -> optax.Schedule:
-        if self.schedule == "constant":
+        if self.schedule == "constant" or (self.schedule == "warmup" and self.warmup_steps == 0):
             return optax.constant_schedule(peak)
         if self.schedule == "warmup":
-            return optax.linear_schedule(0.0, peak, max(self.warmup_steps, 1))
+            return optax.linear_schedule(0.0, peak, self.warmup_steps)
         warmup = min(self.warmup_steps, max(total_steps - 1, 0))
         return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=0.0)
 
