@@ -27,10 +27,10 @@ def test_estimate_closed_form():
     assert without.total == 3 * table_bytes
     assert with_validation.best_state == 2 * table_bytes
     assert with_validation.total == 5 * table_bytes
-    # Dense Adam: two moments, and the gradient, update and new parameters of a step.
+    # Dense Adam: two moments, and the gradient and update of a step.
     assert dense_adam.optimizer_state == 2 * table_bytes
-    assert dense_adam.step == 3 * table_bytes
-    assert dense_adam.total == 7 * table_bytes
+    assert dense_adam.step == 2 * table_bytes
+    assert dense_adam.total == 6 * table_bytes
     assert sparse_sgd.total == 2 * table_bytes
 
 

@@ -6,19 +6,17 @@ Training with `clickjax.training.Trainer` keeps, for every parameter table:
   step donates and updates in place (2 copies);
 - the optimiser slots of the table rule: none for SGD, one for Adagrad (the default), two for
   Adam (`TABLE_RULE_SLOTS`);
-- during a dense step (`sparse=False`), the gradient, the update and the new parameters (3
-  copies). A sparse step gathers and scatters only the rows of its batch, so it adds none;
+- during a dense step (`sparse=False`), the gradient and the update (2 copies), because the new
+  parameters reuse the donated buffers. A sparse step gathers and scatters only the rows of its
+  batch, so it adds none;
 - with validation data, the best parameters kept for early stopping, twice, because the copy of
   a better epoch is made while the previous one still exists (2 copies).
 
 So with the defaults (sparse Adagrad) the estimate is 3 times the bytes of the parameter tables,
-5 with validation data. `nnx.eval_shape` counts those bytes without allocating them. On a
-10-million-row table (PBM and DBN on a CPU; BENCHMARKS.md) the estimate was 0.88 to 0.97 of
-the measured peak of resident memory. The estimate leaves out the click logs held in memory,
-which `ClickLog.read` reports, and JAX's compiled programs.
-
-NOTE: the dense-step factor was measured with the trainer before sparse updates (6 copies with
-dense Adam) and has not been measured again since.
+5 with validation data, and 6 with dense Adam. `nnx.eval_shape` counts those bytes without
+allocating them. On a 10-million-row table (PBM, UBM and DBN on a CPU; BENCHMARKS.md) the
+estimate was 0.80 to 0.99 of the measured peak of resident memory. The estimate leaves out the
+click logs held in memory, which `ClickLog.read` reports, and JAX's compiled programs.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ __all__ = ["TABLE_RULE_SLOTS", "MemoryEstimate", "available_memory", "estimate_t
 
 # Copies of the parameter tables alive at the peak of a training step, as listed above.
 _PARAMETER_COPIES = 2
-_DENSE_STEP_COPIES = 3
+_DENSE_STEP_COPIES = 2
 _BEST_STATE_COPIES = 2
 
 # Optimiser slots per table row of each table rule (`clickjax.sparse.TableRule`).
@@ -52,7 +50,7 @@ class MemoryEstimate:
     Attributes:
       parameters: the parameter tables.
       optimizer_state: the optimiser slots of the table rule.
-      step: the gradient, the update and the new parameters during a dense step (0 when sparse).
+      step: the gradient and the update during a dense step (0 when sparse).
       best_state: the copy of the best parameters kept for early stopping (0 without validation).
     """
 
