@@ -6,11 +6,13 @@ interpreter:
     python distributed_worker.py devices OUT
         (with XLA_FLAGS=--xla_force_host_platform_device_count=4) trains PBM, UBM and DBN for one
         epoch on one device, on four devices with replicated tables, and (PBM) on four devices with
-        row-sharded tables, then runs `clickjax train --shard-tables`; writes the parameters to
+        row-sharded tables, with dense SGD on every parameter and again with sparse SGD updates of
+        the per-pair tables, then runs `clickjax train --shard-tables`; writes the parameters to
         OUT/parameters.npz and what it checked to OUT/devices.json.
-    python distributed_worker.py process --process-id I --num-processes N --port P --train ... --test ... OUT
-        joins a run of N processes on 127.0.0.1:P, trains on its share of the files and writes
-        OUT/process-I.npz (parameters) and OUT/process-I.json (steps and test metrics).
+    python distributed_worker.py process --process-id I --num-processes N --port P --train ... --test ... OUT [--sparse]
+        joins a run of N processes on 127.0.0.1:P, trains on its share of the files (with sparse
+        table updates given --sparse) and writes OUT/process-I.npz (parameters) and
+        OUT/process-I.json (steps and test metrics).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main(argv: list[str]) -> int:
     process.add_argument("--test", nargs="+", required=True)
     process.add_argument("--batch-size", type=int, required=True)
     process.add_argument("--epochs", type=int, default=3)
+    process.add_argument("--sparse", action="store_true", help="sparse SGD updates of the per-pair tables")
     process.add_argument("output", type=Path)
     args = parser.parse_args(argv)
     if args.command == "devices":
@@ -64,6 +67,20 @@ def sgd_trainer(batch_size: int, epochs: int = 1, parallel=None, oov_rate: float
     return Trainer(optax.sgd(0.5), epochs=epochs, batch_size=batch_size, oov_rate=oov_rate, parallel=parallel)
 
 
+def sparse_sgd_trainer(batch_size: int, epochs: int = 1, parallel=None, oov_rate: float = 0.01) -> Trainer:
+    """SGD on every parameter, with sparse updates of the per-pair tables."""
+    return Trainer(
+        "sgd", learning_rate=0.5, table_optimizer="sgd", table_learning_rate=0.5, sparse=True,
+        epochs=epochs, batch_size=batch_size, oov_rate=oov_rate, parallel=parallel,
+    )
+
+
+def state_shardings(trainer: Trainer) -> list:
+    """Return the shardings of the training state that the trainer's one compiled step was built for."""
+    (step,) = trainer._compiled.values()
+    return step.shardings
+
+
 def run_devices(output: Path) -> int:
     import jax
 
@@ -74,10 +91,15 @@ def run_devices(output: Path) -> int:
     rows = 32  # 30 pairs + 2, a multiple of 4
     checks = {"device_count": jax.device_count()}
     saved = {}
-    variants = {"pbm": ("one", "replicated", "rows"), "ubm": ("one", "replicated"), "dbn": ("one", "replicated")}
+    variants = {
+        "pbm": ("one", "replicated", "rows", "one-sparse", "replicated-sparse", "rows-sparse"),
+        "ubm": ("one", "replicated", "one-sparse", "replicated-sparse"),
+        "dbn": ("one", "replicated", "one-sparse", "replicated-sparse"),
+    }
     for name, names in variants.items():
         for variant in names:
-            parallel = None if variant == "one" else distributed.DataParallel(table_sharding=variant)
+            placement, _, updates = variant.partition("-")
+            parallel = None if placement == "one" else distributed.DataParallel(table_sharding=placement)
 
             def build(name=name):
                 return MODELS[name](positions=POSITIONS, query_doc_pairs=rows, rngs=nnx.Rngs(0))
@@ -86,16 +108,35 @@ def run_devices(output: Path) -> int:
             if variant == "rows":
                 table = model.attraction.logits.get_value()
                 checks["rows_shard_shapes_before"] = [list(shard.data.shape) for shard in table.addressable_shards]
-            sgd_trainer(32, parallel=parallel).fit(model, log)
+            trainer = sparse_sgd_trainer(32, parallel=parallel) if updates == "sparse" else sgd_trainer(32, parallel=parallel)
+            trainer.fit(model, log)
             if variant == "rows":
                 table = model.attraction.logits.get_value()
                 checks["rows_shard_shapes_after"] = [list(shard.data.shape) for shard in table.addressable_shards]
-                # Trainer.fit builds its optimiser the same way, after placing the model.
-                adam = nnx.Optimizer(model, optax.adam(0.1), wrt=nnx.Param)
-                moments = adam.opt_state[0].mu["attraction"]["logits"].get_value()
-                checks["adam_shard_shapes"] = [list(shard.data.shape) for shard in moments.addressable_shards]
+            if variant == "rows-sparse":
+                table = model.attraction.logits.get_value()
+                checks["rows_sparse_shard_shapes_after"] = [list(shard.data.shape) for shard in table.addressable_shards]
             for key, value in parameters(model).items():
                 saved[f"{name}/{variant}/{key}"] = value
+
+    # Where the trainer places its state. Adagrad's slot of a sparse table and dense Adam's moments
+    # of a dense table should be split by rows like the table. Those of examination stay replicated.
+    parallel = distributed.DataParallel(table_sharding="rows")
+    model = parallel.create_model(lambda: MODELS["pbm"](positions=POSITIONS, query_doc_pairs=rows, rngs=nnx.Rngs(0)))
+    trainer = Trainer(table_optimizer="adagrad", epochs=1, batch_size=32, parallel=parallel)
+    trainer.fit(model, log)
+    shardings = state_shardings(trainer)
+    checks["sparse_table_spec"] = list(shardings.parameters[0][0].spec)
+    checks["adagrad_slot_spec"] = list(shardings.table_slots[0]["sum_of_squares"].spec)
+    trainer = Trainer(optimizer="adam", table_optimizer="adam", sparse=False, epochs=1, batch_size=32, parallel=parallel)
+    trainer.fit(model, log)
+    adam_state = state_shardings(trainer).optimizer_state
+    checks["dense_adam_specs"] = {
+        jax.tree_util.keystr(key_path): list(sharding.spec)
+        for key_path, sharding in jax.tree_util.tree_leaves_with_path(adam_state)
+    }
+
+    saved.update(run_resumed_on_devices(output, log, rows))
 
     parallel = distributed.DataParallel(table_sharding="rows")
     checks["table_rows_30"] = parallel.table_rows(30)
@@ -108,6 +149,42 @@ def run_devices(output: Path) -> int:
     np.savez(output / "parameters.npz", **saved)
     (output / "devices.json").write_text(json.dumps(checks))
     return 0
+
+
+class Interrupted(Exception):
+    """Stops a training run from its epoch callback, as a crash would."""
+
+
+def run_resumed_on_devices(output: Path, log, rows: int) -> dict[str, np.ndarray]:
+    """Train PBM with row-sharded tables for 3 epochs, once straight and once stopped in epoch 2 and resumed."""
+    parallel = distributed.DataParallel(table_sharding="rows")
+
+    def build():
+        return MODELS["pbm"](positions=POSITIONS, query_doc_pairs=rows, rngs=nnx.Rngs(0))
+
+    def trainer(on_epoch=None):
+        return Trainer(
+            epochs=3, batch_size=32, parallel=parallel, checkpoint_dir=output / "checkpoints",
+            checkpoint_every=2, on_epoch=on_epoch,
+        )
+
+    def stop_in_second(record):
+        # Raised before the end-of-epoch checkpoint, so the latest one is from the middle of epoch 2.
+        if record.epoch == 2:
+            raise Interrupted
+
+    straight = parallel.create_model(build)
+    Trainer(epochs=3, batch_size=32, parallel=parallel).fit(straight, log)
+    try:
+        trainer(stop_in_second).fit(parallel.create_model(build), log)
+    except Interrupted:
+        pass
+    resumed = parallel.create_model(build)
+    fit = trainer().fit(resumed, log, resume=True)
+    saved = {f"resume/straight/{key}": value for key, value in parameters(straight).items()}
+    saved.update({f"resume/resumed/{key}": value for key, value in parameters(resumed).items()})
+    saved["resume/resumed_from_step"] = np.asarray(fit.resumed_from_step)
+    return saved
 
 
 def run_cli_on_devices(output: Path, log) -> dict:
@@ -155,7 +232,8 @@ def run_process(args: argparse.Namespace) -> int:
     model = parallel.create_model(
         lambda: MODELS["pbm"](positions=POSITIONS, query_doc_pairs=vocabulary.pair_table_size, rngs=nnx.Rngs(0))
     )
-    trainer = sgd_trainer(args.batch_size, epochs=args.epochs, parallel=parallel, oov_rate=0.0)
+    make_trainer = sparse_sgd_trainer if args.sparse else sgd_trainer
+    trainer = make_trainer(args.batch_size, epochs=args.epochs, parallel=parallel, oov_rate=0.0)
     fit = trainer.fit(model, train)
     metrics = trainer.evaluate(model, test)
     parallel.gather_model(model)

@@ -1,7 +1,8 @@
 """Measure the peak memory of training a model with a large per-pair table, in a process of its own.
 
-Run as `python memory_probe.py MODEL ROWS [--validation]`. It prints one JSON line with the
-estimate of `clickjax.memory` and the measured peak. A small warm-up run first loads and compiles
+Run as `python memory_probe.py MODEL ROWS [--validation] [--dense-adam]`. It prints one JSON line
+with the estimate of `clickjax.memory` and the measured peak. `--dense-adam` trains the per-pair
+tables with dense Adam updates instead of the default sparse Adagrad. A small warm-up run first loads and compiles
 everything the step needs. The peak is then the growth of anonymous resident memory (`RssAnon`,
 sampled every millisecond by a thread) over its value just before the model is built. Anonymous
 memory leaves out the pages of shared libraries, which the kernel may drop and load again under
@@ -51,20 +52,21 @@ class PeakSampler(threading.Thread):
         return max(self.peak, status_bytes("RssAnon"))
 
 
-def measure(name: str, rows: int, validation: bool) -> dict:
+def measure(name: str, rows: int, validation: bool, dense_adam: bool = False) -> dict:
     positions = 4
     log, _ = simulate_pbm(2000, 50, [0.9, 0.7, 0.5, 0.3], seed=0)
     held_out = log if validation else None
+    options = {"table_optimizer": "adam", "sparse": False} if dense_adam else {}
     warm_up = MODELS[name](positions=positions, query_doc_pairs=60, rngs=nnx.Rngs(0))
-    Trainer(epochs=1, batch_size=256).fit(warm_up, log, held_out)
+    Trainer(epochs=1, batch_size=256, **options).fit(warm_up, log, held_out)
 
     before = status_bytes("RssAnon")
     before_rss = status_bytes("VmRSS")
     sampler = PeakSampler()
     sampler.start()
-    estimate = estimate_training_memory(name, positions, rows, validation)
+    estimate = estimate_training_memory(name, positions, rows, validation, **options)
     model = MODELS[name](positions=positions, query_doc_pairs=rows, rngs=nnx.Rngs(0))
-    Trainer(epochs=2, batch_size=256).fit(model, log, held_out)
+    Trainer(epochs=2, batch_size=256, **options).fit(model, log, held_out)
     peak = sampler.stop()
     # ru_maxrss is in KiB on Linux.
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -72,6 +74,7 @@ def measure(name: str, rows: int, validation: bool) -> dict:
         "model": name,
         "rows": rows,
         "validation": validation,
+        "dense_adam": dense_adam,
         "parameter_bytes": estimate.parameters,
         "estimate": estimate.total,
         "measured": peak - before,
@@ -82,4 +85,4 @@ def measure(name: str, rows: int, validation: bool) -> dict:
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    print(json.dumps(measure(sys.argv[1], int(sys.argv[2]), "--validation" in sys.argv[3:])))
+    print(json.dumps(measure(sys.argv[1], int(sys.argv[2]), "--validation" in sys.argv[3:], "--dense-adam" in sys.argv[3:])))

@@ -102,15 +102,18 @@ def four_devices(tmp_path_factory) -> tuple[dict[str, np.ndarray], dict]:
     return parameters, json.loads((output / "devices.json").read_text())
 
 
+@pytest.mark.parametrize("updates", ["dense", "sparse"])
 @pytest.mark.parametrize("model", ["pbm", "ubm", "dbn"])
-def test_sharded_batches_match_one_device(four_devices, model):
+def test_sharded_batches_match_one_device(four_devices, model, updates):
+    # "sparse" trains the per-pair tables with sparse SGD updates, the rest with SGD.
     parameters, checks = four_devices
+    suffix = "-sparse" if updates == "sparse" else ""
     assert checks["device_count"] == 4
-    names = [key.split("/", 2)[2] for key in parameters if key.startswith(f"{model}/one/")]
+    names = [key.split("/", 2)[2] for key in parameters if key.startswith(f"{model}/one{suffix}/")]
     assert names, f"no parameters saved for {model}"
     for name in names:
-        one = parameters[f"{model}/one/{name}"]
-        sharded = parameters[f"{model}/replicated/{name}"]
+        one = parameters[f"{model}/one{suffix}/{name}"]
+        sharded = parameters[f"{model}/replicated{suffix}/{name}"]
         initial = 0.0
         assert np.abs(one - initial).max() > 100 * TOLERANCE, f"{model} {name} did not move in one epoch"
         np.testing.assert_allclose(sharded, one, rtol=0, atol=TOLERANCE, err_msg=f"{model} {name}")
@@ -121,11 +124,46 @@ def test_row_sharded_table_matches_replicated(four_devices):
     # 32 rows over 4 devices: each device stores 8, before and after training.
     assert checks["rows_shard_shapes_before"] == [[8]] * 4
     assert checks["rows_shard_shapes_after"] == [[8]] * 4
-    assert checks["adam_shard_shapes"] == [[8]] * 4
+    assert checks["rows_sparse_shard_shapes_after"] == [[8]] * 4
     for name in ("attraction/logits", "examination/logits"):
         np.testing.assert_allclose(
             parameters[f"pbm/rows/{name}"], parameters[f"pbm/replicated/{name}"], rtol=0, atol=TOLERANCE, err_msg=name
         )
+        np.testing.assert_allclose(
+            parameters[f"pbm/rows-sparse/{name}"],
+            parameters[f"pbm/replicated-sparse/{name}"],
+            rtol=0,
+            atol=TOLERANCE,
+            err_msg=f"sparse {name}",
+        )
+
+
+def test_row_sharded_run_resumes(four_devices):
+    # 150 sessions in batches of 32 make 5 steps per epoch, and a checkpoint is saved every 2
+    # steps and at each epoch's end. The first run stops when epoch 2 ends, before its end-of-epoch
+    # checkpoint, so the latest is the one at step 8, in the middle of epoch 2. Resuming from it
+    # must end with the parameters of a run that was never stopped.
+    parameters, _ = four_devices
+    assert int(parameters["resume/resumed_from_step"]) == 8
+    for name in ("attraction/logits", "examination/logits"):
+        np.testing.assert_array_equal(parameters[f"resume/resumed/{name}"], parameters[f"resume/straight/{name}"], err_msg=name)
+
+
+def test_row_sharded_training_state(four_devices):
+    _, checks = four_devices
+    # A sparse table and its Adagrad slot are split by rows along the mesh axis.
+    assert checks["sparse_table_spec"] == ["batch"]
+    assert checks["adagrad_slot_spec"] == ["batch"]
+    # Dense Adam's moments follow their parameter: split for the table, replicated for
+    # examination; the step count is replicated.
+    specs = checks["dense_adam_specs"]
+    attraction = [spec for path, spec in specs.items() if "'attraction'" in path]
+    examination = [spec for path, spec in specs.items() if "'examination'" in path]
+    others = [spec for path, spec in specs.items() if "'attraction'" not in path and "'examination'" not in path]
+    assert len(attraction) == 2  # mu and nu of the table optimiser; the other one masks the table out
+    assert all(spec == ["batch"] for spec in attraction), specs
+    assert examination and all(spec == [] for spec in examination), specs
+    assert others and all(spec == [] for spec in others), specs
 
 
 def test_batch_size_not_multiple_of_devices(four_devices):
@@ -175,7 +213,9 @@ def baidu_files(tmp_path_factory) -> dict[str, Path]:
     return {name: write_baidu_file(folder / f"{name}.txt", sessions, seed) for seed, (name, sessions) in enumerate(sizes.items())}
 
 
-def run_two_processes(output: Path, train: list[Path], test: list[Path], batch_size: int, epochs: int) -> list[dict]:
+def run_two_processes(
+    output: Path, train: list[Path], test: list[Path], batch_size: int, epochs: int, sparse: bool = False
+) -> list[dict]:
     port = free_port()
     commands = [
         [
@@ -183,6 +223,7 @@ def run_two_processes(output: Path, train: list[Path], test: list[Path], batch_s
             "--process-id", str(index), "--num-processes", "2", "--port", str(port),
             "--train", *map(str, train), "--test", *map(str, test),
             "--batch-size", str(batch_size), "--epochs", str(epochs), str(output),
+            *(["--sparse"] if sparse else []),
         ]
         for index in range(2)
     ]
@@ -195,25 +236,33 @@ def load_process_parameters(output: Path, index: int) -> dict[str, np.ndarray]:
         return dict(saved)
 
 
-def single_process_run(train: list[Path], test: list[Path], batch_size: int, epochs: int):
+def single_process_run(train: list[Path], test: list[Path], batch_size: int, epochs: int, sparse: bool = False):
     vocabulary = Vocabulary()
     train_log = ClickLog.read("baidu", train, vocabulary, positions=POSITIONS)
     vocabulary.freeze()
     test_log = ClickLog.read("baidu", test, vocabulary, positions=POSITIONS)
     model = PositionBasedModel(POSITIONS, vocabulary.pair_table_size, rngs=nnx.Rngs(0))
-    trainer = Trainer(optax.sgd(0.5), epochs=epochs, batch_size=batch_size, oov_rate=0.0)
+    if sparse:
+        trainer = Trainer(
+            "sgd", learning_rate=0.5, table_optimizer="sgd", table_learning_rate=0.5,
+            epochs=epochs, batch_size=batch_size, oov_rate=0.0,
+        )
+    else:
+        trainer = Trainer(optax.sgd(0.5), epochs=epochs, batch_size=batch_size, oov_rate=0.0)
     trainer.fit(model, train_log)
     return model, trainer.evaluate(model, test_log), vocabulary.pair_table_size
 
 
-def test_two_processes_match_union(tmp_path, baidu_files):
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_two_processes_match_union(tmp_path, baidu_files, sparse):
     # Process 0 reads train-0 and test-0, process 1 train-1 and test-1. A global batch of 128
     # contains every session, so each of the 3 epochs is one step over the whole log, whose result
-    # does not depend on how the sessions are split between the processes.
+    # does not depend on how the sessions are split between the processes. "sparse" trains the
+    # per-pair tables with sparse SGD updates.
     train = [baidu_files["train-0"], baidu_files["train-1"]]
     test = [baidu_files["test-0"], baidu_files["test-1"]]
-    reports = run_two_processes(tmp_path, train, test, batch_size=128, epochs=3)
-    model, metrics, pair_table_size = single_process_run(train, test, batch_size=128, epochs=3)
+    reports = run_two_processes(tmp_path, train, test, batch_size=128, epochs=3, sparse=sparse)
+    model, metrics, pair_table_size = single_process_run(train, test, batch_size=128, epochs=3, sparse=sparse)
 
     assert [report["local_train_sessions"] for report in reports] == [60, 45]
     for report in reports:

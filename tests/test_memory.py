@@ -17,18 +17,34 @@ def test_estimate_closed_form():
 
     without = estimate_training_memory("pbm", 10, 1000, validation=False)
     with_validation = estimate_training_memory("pbm", 10, 1000, validation=True)
+    dense_adam = estimate_training_memory("pbm", 10, 1000, validation=False, table_optimizer="adam", sparse=False)
+    sparse_sgd = estimate_training_memory("pbm", 10, 1000, validation=False, table_optimizer="sgd")
 
-    assert without.parameters == table_bytes
-    assert without.optimizer_state == 2 * table_bytes
-    assert without.step == 3 * table_bytes
-    assert without.total == 6 * table_bytes
-    assert with_validation.total == 7 * table_bytes
+    # The defaults: sparse Adagrad, one slot per row and no full-size gradient.
+    assert without.parameters == 2 * table_bytes
+    assert without.optimizer_state == table_bytes
+    assert without.step == 0
+    assert without.total == 3 * table_bytes
+    assert with_validation.best_state == 2 * table_bytes
+    assert with_validation.total == 5 * table_bytes
+    # Dense Adam: two moments, and the gradient and update of a step.
+    assert dense_adam.optimizer_state == 2 * table_bytes
+    assert dense_adam.step == 2 * table_bytes
+    assert dense_adam.total == 6 * table_bytes
+    assert sparse_sgd.total == 2 * table_bytes
+
+
+def test_estimate_rejects_unknown_rule():
+    with pytest.raises(ValueError, match="unknown table optimizer 'lion'"):
+        estimate_training_memory("pbm", 10, 1000, validation=False, table_optimizer="lion")
 
 
 def test_estimate_allocates_nothing():
     # DBN: two float32 tables of 2^31 - 1 rows (8 GiB each) and gamma; eval_shape only counts them.
     estimate = estimate_training_memory("dbn", 10, 2**31 - 1, validation=False)
-    assert estimate.parameters == 2 * (2**31 - 1) * 4 + 4
+    table_bytes = 2 * (2**31 - 1) * 4 + 4
+    # The model's parameters and the training state's copy of them.
+    assert estimate.parameters == 2 * table_bytes
 
 
 @pytest.mark.parametrize("text, expected", [("2000000", 2_000_000), ("512M", 512 * 2**20), ("16GiB", 16 * 2**30), ("1.5g", int(1.5 * 2**30))])
@@ -59,5 +75,6 @@ def test_estimate_within_20_percent_of_peak():
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["parameter_bytes"] == (4 + 1 + 10_000_000) * 4
+    # The model's parameters and the training state's copy of them.
+    assert result["parameter_bytes"] == 2 * (4 + 1 + 10_000_000) * 4
     assert 0.8 <= result["ratio"] <= 1.2, result

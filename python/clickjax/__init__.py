@@ -20,6 +20,8 @@ from clickjax.metrics import evaluate
 from clickjax.models import DynamicBayesianNetwork
 from clickjax.models import PositionBasedModel
 from clickjax.models import UserBrowsingModel
+from clickjax.predict import predict_clicks
+from clickjax.predict import relevance
 from clickjax.serialization import load_model
 from clickjax.serialization import save_model
 from clickjax.training import Trainer
@@ -35,6 +37,8 @@ __all__ = [
     "__version__",
     "evaluate",
     "load_model",
+    "predict_clicks",
     "read_batches",
+    "relevance",
     "save_model",
 ]

@@ -40,7 +40,14 @@ from clickjax.models import MODELS
 from clickjax.progress import Progress
 from clickjax.run import TrainingConfig, train_and_evaluate
 from clickjax.simulation import SimulationConfig, run_simulation, truth_path
-from clickjax.training import DEFAULT_LEARNING_RATE
+from clickjax.training import (
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_TABLE_LEARNING_RATE,
+    DEFAULT_TABLE_OPTIMIZER,
+    OPTIMIZERS,
+    SCHEDULES,
+    TABLE_OPTIMIZERS,
+)
 from clickjax.vocabulary import load_vocabulary
 from clickjax.writers import WRITE_FORMATS
 
@@ -293,10 +300,52 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=1024, help="sessions per training step (default: 1024)")
     parser.add_argument(
         "--learning-rate", type=float, default=DEFAULT_LEARNING_RATE,
-        help=f"Adam learning rate (default: {DEFAULT_LEARNING_RATE})",
+        help=f"peak learning rate of --optimizer (default: {DEFAULT_LEARNING_RATE})",
     )
     parser.add_argument("--patience", type=int, default=3, help="epochs without validation gain before stopping (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default: 0)")
+    parser.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default="adam",
+        help="optimiser of the global and per-rank parameters (default: adam)",
+    )
+    parser.add_argument(
+        "--table-optimizer", choices=TABLE_OPTIMIZERS, default=DEFAULT_TABLE_OPTIMIZER,
+        help=f"optimiser of the per-pair tables; adam is lazy Adam when sparse (default: {DEFAULT_TABLE_OPTIMIZER})",
+    )
+    parser.add_argument(
+        "--table-learning-rate", type=float, default=DEFAULT_TABLE_LEARNING_RATE,
+        help=f"learning rate of the per-pair tables (default: {DEFAULT_TABLE_LEARNING_RATE})",
+    )
+    parser.add_argument(
+        "--sparse", action=argparse.BooleanOptionalAction, default=True,
+        help="update only the rows of a batch in the per-pair tables (default); --no-sparse updates every row",
+    )
+    parser.add_argument(
+        "--schedule", choices=SCHEDULES, default="constant",
+        help="learning-rate schedule: constant, warmup (linear from 0 over --warmup-steps) or cosine "
+        "(warm-up, then cosine decay to 0 at the last step) (default: constant)",
+    )
+    parser.add_argument("--warmup-steps", type=int, default=0, help="steps of linear warm-up (default: 0)")
+    parser.add_argument(
+        "--clip-norm", type=float, metavar="NORM",
+        help="scale gradients down to this global norm when larger (default: no clipping)",
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, default=0.0,
+        help="decoupled weight decay per step, relative to the learning rate (default: 0)",
+    )
+    parser.add_argument(
+        "--max-steps", type=int, metavar="N",
+        help="stop after N training steps in total, even mid-epoch (default: no limit)",
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=1000, metavar="N",
+        help="save a checkpoint to OUTPUT/checkpoints every N steps and at each epoch's end (default: 1000)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue the run whose checkpoints are in OUTPUT/checkpoints, with the same data and options",
+    )
     parser.add_argument(
         "--on-error", choices=("strict", "skip"), default="strict",
         help="on a malformed line: stop with an error (strict, default) or drop the session and count it (skip)",
@@ -374,6 +423,17 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
         learning_rate=args.learning_rate,
         patience=args.patience,
         seed=args.seed,
+        optimizer=args.optimizer,
+        table_optimizer=args.table_optimizer,
+        table_learning_rate=args.table_learning_rate,
+        sparse=args.sparse,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        clip_norm=args.clip_norm,
+        weight_decay=args.weight_decay,
+        max_steps=args.max_steps,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
         on_error=args.on_error,
         document_key=getattr(args, "document_key", None),
         query_key=getattr(args, "query_key", None),

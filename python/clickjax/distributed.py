@@ -339,7 +339,7 @@ class DataParallel:
         Raises:
           ValueError: a row-sharded table's rows are not a multiple of the device count.
         """
-        shardings = self._shardings_by_path(nnx.eval_shape(factory))
+        shardings = self.parameter_shardings(nnx.eval_shape(factory))
 
         def create():
             model = factory()
@@ -360,9 +360,9 @@ class DataParallel:
         Raises:
           ValueError: a row-sharded table's rows are not a multiple of the device count.
         """
-        shardings = self._shardings_by_path(model)
+        shardings = self.parameter_shardings(model)
         for path, variable in nnx.to_flat_state(nnx.state(model)):
-            variable.set_value(self._put(variable.get_value(), shardings[path]))
+            variable.set_value(self.put(variable.get_value(), shardings[path]))
 
     def gather_model(self, model: nnx.Module) -> None:
         """Replace the parameters of a model by host (numpy) copies of their global values.
@@ -374,8 +374,12 @@ class DataParallel:
         for _, variable in nnx.to_flat_state(nnx.state(model)):
             variable.set_value(self._to_host(variable.get_value()))
 
-    def _shardings_by_path(self, model: nnx.Module) -> dict[tuple, NamedSharding]:
-        """Return the sharding of each variable of the model, keyed by its path in `nnx.state`."""
+    def parameter_shardings(self, model: nnx.Module) -> dict[tuple, NamedSharding]:
+        """Return the sharding of each variable of the model, keyed by its path in `nnx.state`.
+
+        Raises:
+          ValueError: a row-sharded table's rows are not a multiple of the device count.
+        """
         tables = set()
         if self.table_sharding == "rows":
             for path, node in nnx.iter_graph(model):
@@ -397,9 +401,16 @@ class DataParallel:
             shardings[path] = sharding
         return shardings
 
-    def _put(self, array, sharding: NamedSharding):
+    def put(self, array, sharding: NamedSharding):
+        """Place an array in `sharding`; an array already placed so is returned unchanged.
+
+        With several processes `array` must have the same value in every process, unless it is
+        already a global array on the mesh.
+        """
         if isinstance(array, jax.Array) and array.sharding == sharding:
             return array
+        if isinstance(array, jax.Array) and not array.is_fully_addressable:
+            return jax.device_put(array, sharding)
         if self.process_count > 1:
             # device_put accepts a host array for a sharding that spans other processes, but not
             # an array committed to this process's devices.

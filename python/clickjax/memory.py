@@ -1,21 +1,22 @@
 """An estimate of the memory that training a click model needs, made before any table is allocated.
 
-Training with the default Adam optimiser keeps, for every parameter table:
+Training with `clickjax.training.Trainer` keeps, for every parameter table:
 
-- the parameters themselves (1 copy);
-- Adam's first and second moments (2 copies);
-- during a step, the gradient, Adam's update and the new parameters before the old buffer is
-  freed (3 copies);
-- with validation data, the copy of the best parameters kept for early stopping (1 copy).
+- the parameters twice: the model's arrays, and the training state's copy, whose buffers each
+  step donates and updates in place (2 copies);
+- the optimiser slots of the table rule: none for SGD, one for Adagrad (the default), two for
+  Adam (`TABLE_RULE_SLOTS`);
+- during a dense step (`sparse=False`), the gradient and the update (2 copies), because the new
+  parameters reuse the donated buffers. A sparse step gathers and scatters only the rows of its
+  batch, so it adds none;
+- with validation data, the best parameters kept for early stopping, twice, because the copy of
+  a better epoch is made while the previous one still exists (2 copies).
 
-So the estimate is 6 (or 7 with validation) times the bytes of the parameter tables, which
-`nnx.eval_shape` counts without allocating them. On a 10-million-row table (PBM, DBN and UBM on a
-CPU; BENCHMARKS.md) the estimate was 2% to 12% below the measured peak of resident memory,
-depending on the model and the run. The estimate leaves out the click logs held in
-memory, which `ClickLog.read` reports, and JAX's compiled programs.
-
-NOTE: the factor assumes dense Adam updates over whole tables. An optimiser with more state, or
-sparse updates that touch only the rows of a batch, changes it.
+So with the defaults (sparse Adagrad) the estimate is 3 times the bytes of the parameter tables,
+5 with validation data, and 6 with dense Adam. `nnx.eval_shape` counts those bytes without
+allocating them. On a 10-million-row table (PBM, UBM and DBN on a CPU; BENCHMARKS.md) the
+estimate was 0.80 to 0.99 of the measured peak of resident memory. The estimate leaves out the
+click logs held in memory, which `ClickLog.read` reports, and JAX's compiled programs.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from flax import nnx
 
 from clickjax.models import MODELS
 
-__all__ = ["MemoryEstimate", "available_memory", "estimate_training_memory", "format_bytes", "parse_bytes"]
+__all__ = ["TABLE_RULE_SLOTS", "MemoryEstimate", "available_memory", "estimate_training_memory", "format_bytes", "parse_bytes"]
 
 # Copies of the parameter tables alive at the peak of a training step, as listed above.
-_PARAMETER_COPIES = 1
-_OPTIMIZER_COPIES = 2
-_STEP_COPIES = 3
-_BEST_STATE_COPIES = 1
+_PARAMETER_COPIES = 2
+_DENSE_STEP_COPIES = 2
+_BEST_STATE_COPIES = 2
+
+# Optimiser slots per table row of each table rule (`clickjax.sparse.TableRule`).
+TABLE_RULE_SLOTS = {"sgd": 0, "adagrad": 1, "adam": 2}
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
           "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}
@@ -46,8 +49,8 @@ class MemoryEstimate:
 
     Attributes:
       parameters: the parameter tables.
-      optimizer_state: the optimiser's state (Adam's two moments).
-      step: the gradient, the update and the new parameters during a step.
+      optimizer_state: the optimiser slots of the table rule.
+      step: the gradient and the update during a dense step (0 when sparse).
       best_state: the copy of the best parameters kept for early stopping (0 without validation).
     """
 
@@ -65,13 +68,21 @@ class MemoryEstimate:
         """Describe the estimate in one line."""
         return (
             f"estimated training memory {format_bytes(self.total)}: parameter tables "
-            f"{format_bytes(self.parameters)}, optimiser state {format_bytes(self.optimizer_state)}, "
-            f"gradient and update {format_bytes(self.step)}"
+            f"{format_bytes(self.parameters)}, optimiser state {format_bytes(self.optimizer_state)}"
+            + (f", gradient and update {format_bytes(self.step)}" if self.step else "")
             + (f", best-epoch copy {format_bytes(self.best_state)}" if self.best_state else "")
         )
 
 
-def estimate_training_memory(model: str, positions: int, query_doc_pairs: int, validation: bool) -> MemoryEstimate:
+def estimate_training_memory(
+    model: str,
+    positions: int,
+    query_doc_pairs: int,
+    validation: bool,
+    *,
+    table_optimizer: str = "adagrad",
+    sparse: bool = True,
+) -> MemoryEstimate:
     """Estimate the memory of training the model `model` (a `MODELS` name) without allocating it.
 
     Args:
@@ -79,7 +90,16 @@ def estimate_training_memory(model: str, positions: int, query_doc_pairs: int, v
       positions: the page length.
       query_doc_pairs: rows of the per-pair tables (real pairs plus 2).
       validation: whether early stopping keeps a copy of the best parameters.
+      table_optimizer: the table rule, a key of `TABLE_RULE_SLOTS`.
+      sparse: whether the per-pair tables get sparse updates.
+
+    Raises:
+      ValueError: `table_optimizer` is not a key of `TABLE_RULE_SLOTS`.
     """
+    if table_optimizer not in TABLE_RULE_SLOTS:
+        raise ValueError(
+            f"unknown table optimizer {table_optimizer!r}; expected one of {', '.join(TABLE_RULE_SLOTS)}"
+        )
     abstract = nnx.eval_shape(lambda: MODELS[model](positions=positions, query_doc_pairs=query_doc_pairs, rngs=nnx.Rngs(0)))
     table_bytes = 0
     for _, variable in nnx.to_flat_state(nnx.state(abstract, nnx.Param)):
@@ -87,8 +107,8 @@ def estimate_training_memory(model: str, positions: int, query_doc_pairs: int, v
         table_bytes += int(value.size) * value.dtype.itemsize
     return MemoryEstimate(
         parameters=_PARAMETER_COPIES * table_bytes,
-        optimizer_state=_OPTIMIZER_COPIES * table_bytes,
-        step=_STEP_COPIES * table_bytes,
+        optimizer_state=TABLE_RULE_SLOTS[table_optimizer] * table_bytes,
+        step=0 if sparse else _DENSE_STEP_COPIES * table_bytes,
         best_state=_BEST_STATE_COPIES * table_bytes if validation else 0,
     )
 

@@ -8,7 +8,11 @@ the validation and test logs with it, trains the model, evaluates it on the test
 - `parameters.json`: the readable parameters alone (examination by rank with its standard
   errors, continuation, ...);
 - `epochs.jsonl`: one JSON object per epoch (epoch, train_loss, validation_log_likelihood,
-  seconds), appended as each epoch ends, so a run that is stopped keeps its history;
+  seconds, steps), appended as each epoch ends, so a run that is stopped keeps its history;
+- `run.json`: the configuration, the versions and the number of processes, written before
+  training starts;
+- `checkpoints/`: the Orbax checkpoints of the training state (see `clickjax.checkpoints`), which
+  `resume` continues from; a run of several processes writes none;
 - `model/`: the trained parameters and the training log's query-document pairs (see
   `clickjax.serialization`), the training vocabulary `model/vocabulary.parquet`
   (`clickjax.vocabulary`), and `pair-statistics.parquet` with each pair's impressions, clicks,
@@ -29,6 +33,7 @@ import json
 import logging
 import math
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -48,7 +53,13 @@ from clickjax.progress import Progress
 from clickjax.report import LoadReport
 from clickjax.serialization import VOCABULARY_FILE, save_model, training_pairs
 from clickjax.shards import ShardReader
-from clickjax.training import DEFAULT_LEARNING_RATE, EpochRecord, Trainer
+from clickjax.training import (
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_TABLE_LEARNING_RATE,
+    DEFAULT_TABLE_OPTIMIZER,
+    EpochRecord,
+    Trainer,
+)
 from clickjax.uncertainty import examination_standard_errors, pair_table_roles, write_pair_statistics
 from clickjax.vocabulary import save_vocabulary
 
@@ -93,6 +104,18 @@ class TrainingConfig:
     # per-pair tables. Several processes always split their batches.
     data_parallel: bool = False
     shard_tables: bool = False
+    optimizer: str = "adam"
+    table_optimizer: str = DEFAULT_TABLE_OPTIMIZER
+    table_learning_rate: float = DEFAULT_TABLE_LEARNING_RATE
+    sparse: bool = True
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_norm: float | None = None
+    weight_decay: float = 0.0
+    max_steps: int | None = None
+    # Steps between checkpoints under OUTPUT/checkpoints; one is also saved at each epoch's end.
+    checkpoint_every: int = 1000
+    resume: bool = False
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -105,6 +128,32 @@ class TrainingConfig:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"--learning-rate must be a positive finite number, got {self.learning_rate}")
+        try:
+            self.trainer()
+        except ValueError as error:
+            # Name the command-line flag: "clip_norm must be ..." becomes "--clip-norm must be ...".
+            raise ValueError(re.sub(r"^([a-z_]+) ", lambda m: "--" + m[1].replace("_", "-") + " ", str(error))) from None
+
+    def trainer(self, **options) -> Trainer:
+        """Build the `Trainer` this configuration describes; `options` adds or overrides arguments."""
+        arguments = dict(
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            table_optimizer=self.table_optimizer,
+            table_learning_rate=self.table_learning_rate,
+            sparse=self.sparse,
+            schedule=self.schedule,
+            warmup_steps=self.warmup_steps,
+            clip_norm=self.clip_norm,
+            weight_decay=self.weight_decay,
+            epochs=self.epochs,
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            seed=self.seed,
+            checkpoint_every=self.checkpoint_every,
+        )
+        return Trainer(**{**arguments, **options})
 
 
 def train_and_evaluate(
@@ -141,6 +190,9 @@ def train_and_evaluate(
         parallel.local_batch_size(config.batch_size)
         logger.info("training on %s", parallel)
     writes_output = parallel is None or parallel.is_main_process
+    if config.resume and jax.process_count() > 1:
+        # NOTE: checkpoints of a run of several processes are not supported yet (see `Trainer`).
+        raise ValueError("--resume is not supported with several processes, which write no checkpoints; leave it out")
 
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary(keys=True)
@@ -169,19 +221,23 @@ def train_and_evaluate(
 
     model = build_model() if parallel is None else parallel.create_model(build_model)
     if writes_output:
+        # The configuration goes to the output folder once every input is known to be usable.
         output.mkdir(parents=True, exist_ok=True)
+        run_info = {"config": asdict(config), "versions": _versions(), "processes": jax.process_count()}
+        (output / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    checkpoint_dir = output / "checkpoints"
+    if jax.process_count() > 1:
+        logger.warning("a run of several processes writes no checkpoints")
+        checkpoint_dir = None
     epoch_log_path = output / EPOCH_LOG if writes_output else None
-    with _EpochLog(epoch_log_path, progress, bars.bar("training", total=config.epochs, unit="epoch")) as epoch_log:
-        trainer = Trainer(
-            learning_rate=config.learning_rate,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            patience=config.patience,
-            seed=config.seed,
-            on_epoch=epoch_log.record,
-            parallel=parallel,
-        )
-        fit = trainer.fit(model, train, validation)
+    epoch_bar = bars.bar("training", total=config.epochs, unit="epoch")
+    with _EpochLog(epoch_log_path, progress, epoch_bar, append=config.resume) as epoch_log:
+        trainer = config.trainer(checkpoint_dir=checkpoint_dir, on_epoch=epoch_log.record, parallel=parallel)
+        fit = trainer.fit(model, train, validation, resume=config.resume)
+    if fit.resumed_from_step is not None and epoch_log_path is not None:
+        # The interrupted run may have logged an epoch after its last checkpoint, which this run
+        # repeated, so the log is rewritten from the history restored with the checkpoint.
+        epoch_log_path.write_text("".join(json.dumps(asdict(record)) + "\n" for record in fit.history))
     if parallel is None:
         test_batches = bars.iterate(
             test.batches(config.batch_size), "evaluating", total=test.num_batches(config.batch_size), unit="batch"
@@ -212,6 +268,8 @@ def train_and_evaluate(
         "test_sessions": int(_total(test.num_sessions, parallel)),
         "train_seconds": fit.seconds,
         "epochs_run": len(fit.history),
+        "steps": fit.steps,
+        "resumed_from_step": fit.resumed_from_step,
         "best_epoch": fit.best_epoch,
         "stopped_early": fit.stopped_early,
         "early_stopping": fit.validated,
@@ -221,11 +279,7 @@ def train_and_evaluate(
         "history": [asdict(record) for record in fit.history],
         "reader_stats": stats,
         "config": asdict(config),
-        "versions": {
-            "clickjax": __version__,
-            "jax": jax.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": _versions(),
         "processes": jax.process_count(),
         "devices": parallel.device_count if parallel is not None else 1,
     }
@@ -255,6 +309,21 @@ def train_and_evaluate(
     elif pair_table_roles(model):
         logger.warning("pair-statistics.parquet is not written by a run of several processes")
     return summary
+
+
+def _versions() -> dict:
+    import flax
+    import optax
+    import orbax.checkpoint
+
+    return {
+        "clickjax": __version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "orbax-checkpoint": orbax.checkpoint.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _shard_pair_table_size(config: TrainingConfig, logs: list[ClickLog | None]) -> int:
@@ -319,7 +388,9 @@ def _read(
 
 
 def _check_memory(config: TrainingConfig, pairs: int, validation: bool, max_memory: int | None, on_memory) -> None:
-    estimate = estimate_training_memory(config.model, config.positions, pairs, validation)
+    estimate = estimate_training_memory(
+        config.model, config.positions, pairs, validation, table_optimizer=config.table_optimizer, sparse=config.sparse
+    )
     if max_memory is not None:
         limit, source = max_memory, "--max-memory"
     else:
@@ -338,8 +409,9 @@ def _check_memory(config: TrainingConfig, pairs: int, validation: bool, max_memo
 class _EpochLog:
     """Appends each epoch record to the JSONL file, advances the epoch bar and calls the user's callback."""
 
-    def __init__(self, path: Path | None, callback: Callable[[EpochRecord], None] | None, bar):
+    def __init__(self, path: Path | None, callback: Callable[[EpochRecord], None] | None, bar, *, append: bool = False):
         self.path = path
+        self.append = append
         self.callback = callback
         self.bar = bar
         self.file = None
@@ -347,7 +419,8 @@ class _EpochLog:
     def __enter__(self) -> _EpochLog:
         # Processes other than the first write no files, so they get no path.
         if self.path is not None:
-            self.file = self.path.open("w")
+            # A resumed run appends, so that the epochs of the interrupted run stay until it ends.
+            self.file = self.path.open("a" if self.append else "w")
         return self
 
     def __exit__(self, *exc_info) -> None:

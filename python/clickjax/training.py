@@ -1,14 +1,28 @@
 """Training of click models by gradient descent on the exact log-likelihood.
 
-`Trainer.fit` runs a jitted optax step over shuffled fixed-size batches for a number of epochs. With
-validation data it evaluates the validation log-likelihood after each epoch, keeps the best
-parameters, stops after `patience` epochs without improvement, and restores the best parameters at
-the end. Without validation data it trains for exactly `epochs` epochs.
+`Trainer.fit` runs a jitted step over shuffled fixed-size batches for a number of epochs or steps.
+Per-pair tables (`EmbeddingLogits`) are trained by a `TableRule` (Adagrad by default) and, unless
+`sparse=False`, with sparse updates: only the rows of a batch are read and written. Every other
+parameter is trained by an optax optimiser (Adam by default). With validation data the trainer
+evaluates the validation log-likelihood after each epoch, keeps the best parameters, stops after
+`patience` epochs without improvement and restores the best parameters at the end.
+
+A step whose loss or gradient is not finite changes nothing: training stops with a
+`TrainingDivergedError` that names the epoch, the step and the rows of the batch, and the model
+keeps the parameters of the last good step. With `checkpoint_dir`, the trainer saves its whole
+state with Orbax every `checkpoint_every` steps and at the end of each epoch, and
+`fit(..., resume=True)` continues from the latest checkpoint to the same parameters as a run that
+was never interrupted.
+
+With a `clickjax.distributed.DataParallel` mesh, each batch is split over the devices (and
+processes) of the mesh, and the whole training state (parameters, table slots, optimiser state)
+lives in the mesh's shardings: replicated, or with the rows of each per-pair table and of its
+slots split over the devices (`table_sharding="rows"`).
 
 Example:
 
     model = PositionBasedModel(positions=10, query_doc_pairs=vocabulary.pair_table_size, rngs=nnx.Rngs(0))
-    trainer = Trainer(epochs=50)
+    trainer = Trainer(epochs=20)
     result = trainer.fit(model, train, validation)
     print(trainer.evaluate(model, test).log_likelihood)
 """
@@ -16,9 +30,11 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -29,17 +45,70 @@ from flax import nnx
 from clickjax.data import ClickLog
 from clickjax.distributed import DataParallel
 from clickjax.metrics import Metrics, evaluate
+from clickjax.parameters import EmbeddingLogits
+from clickjax.pipeline import BatchPipeline
+from clickjax.sparse import TABLE_OPTIMIZERS, TableRule, gather_rows, scatter_rows, unique_ids
 
-__all__ = ["EpochRecord", "FitResult", "Trainer"]
+__all__ = [
+    "EpochRecord",
+    "FitResult",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "TABLE_OPTIMIZERS",
+    "Trainer",
+    "TrainingDivergedError",
+]
 
 logger = logging.getLogger(__name__)
 
-# Adam at this rate converges on per-pair logits within a few dozen epochs on logs of tens of
-# thousands of sessions. The generic 1e-3 of deep learning needs hundreds.
+# Adam at this rate converges on the global and per-rank logits within a few epochs. The generic
+# 1e-3 of deep learning needs hundreds.
 DEFAULT_LEARNING_RATE = 0.05
+
+# Adagrad at this rate on the per-pair tables: a pair's step shrinks with the square root of its
+# summed squared gradients, so rare pairs take large steps and frequent pairs settle. Chosen on
+# the WSCD sample (see docs/training.md).
+DEFAULT_TABLE_OPTIMIZER = "adagrad"
+DEFAULT_TABLE_LEARNING_RATE = 0.3
 
 # One training result in a hundred trains the out-of-vocabulary parameter (see `Trainer`).
 DEFAULT_OOV_RATE = 0.01
+
+# Batches prepared and placed on the device ahead of the step that uses them.
+DEFAULT_PREFETCH = 2
+
+OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop")
+SCHEDULES = ("constant", "warmup", "cosine")
+
+# Name of the batch column that carries the positions of a sparse table's ids in its small table.
+_LOCAL_COLUMN = "_local_{}"
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A training step produced a loss or gradient that is not finite.
+
+    Attributes:
+      epoch: the epoch of the step, from 1.
+      step: the step within the epoch, from 0.
+      global_step: the number of steps taken before it in the whole run.
+      rows: the row numbers, in the training log, of the batch's sessions; empty for a log
+        streamed from disk.
+    """
+
+    def __init__(self, epoch: int, step: int, global_step: int, rows: np.ndarray):
+        self.epoch = epoch
+        self.step = step
+        self.global_step = global_step
+        self.rows = rows
+        shown = ", ".join(str(row) for row in rows[:20]) + (", ..." if len(rows) > 20 else "")
+        # A log streamed from disk (`ShardedLog`) does not report the rows of its batches.
+        batch = f"the batch of training-log rows [{shown}]" if len(rows) else "a batch streamed from disk"
+        super().__init__(
+            f"the training loss or its gradient is not finite in epoch {epoch}, step {step} "
+            f"(global step {global_step}), on {batch}; the model "
+            "keeps the parameters of the previous step. Lower the learning rate, set clip_norm "
+            "(--clip-norm), or check those sessions for ids outside the model's tables"
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +119,7 @@ class EpochRecord:
     train_loss: float
     validation_log_likelihood: float | None
     seconds: float
+    steps: int = 0
 
 
 @dataclass
@@ -57,12 +127,14 @@ class FitResult:
     """Outcome of `Trainer.fit`.
 
     Attributes:
-      history: one record per epoch run.
+      history: one record per epoch run, a partial last epoch included when `max_steps` ends it.
       best_epoch: the epoch whose parameters the model has at the end (the last one without
         validation data).
       stopped_early: whether early stopping ended training before `epochs`.
       validated: whether validation data was given.
-      seconds: wall-clock training time, compilation included.
+      seconds: wall-clock training time, compilation included (of this call alone when resumed).
+      steps: the number of steps taken, over all calls when resumed.
+      resumed_from_step: the step of the checkpoint this call resumed from, or None.
     """
 
     history: list[EpochRecord] = field(default_factory=list)
@@ -70,15 +142,35 @@ class FitResult:
     stopped_early: bool = False
     validated: bool = False
     seconds: float = 0.0
+    steps: int = 0
+    resumed_from_step: int | None = None
 
 
 class Trainer:
-    """Fits click models with an optax optimiser.
+    """Fits click models: per-pair tables with a table rule, every other parameter with optax.
 
     Args:
-      optimizer: an optax transformation; defaults to Adam at `learning_rate`.
-      learning_rate: learning rate of the default optimiser.
+      optimizer: the optimiser of the parameters that are not per-pair tables: one of
+        `OPTIMIZERS` by name, or an optax transformation. A transformation is used as given,
+        without `learning_rate`, `schedule` or `weight_decay`, and, unless `table_optimizer` is
+        also given, for the per-pair tables too, trained densely.
+      learning_rate: peak learning rate of a named optimiser.
+      table_optimizer: the rule of the per-pair tables, one of `TABLE_OPTIMIZERS`.
+      table_learning_rate: peak learning rate of the table rule.
+      sparse: True to update only the rows of a batch in every per-pair table, False for dense
+        updates, or the names of the tables to update sparsely (module paths joined by `/`,
+        such as `attraction`). A table built with a `prior` is always updated densely, because
+        its penalty has a gradient on every row.
+      schedule: `constant`, `warmup` (linear from 0 over `warmup_steps`, then constant) or
+        `cosine` (linear warm-up over `warmup_steps`, then cosine decay to 0 at the last step).
+        It scales both learning rates.
+      warmup_steps: steps of linear warm-up for the `warmup` and `cosine` schedules.
+      clip_norm: if set, gradients are scaled down so that their global norm over all
+        parameters is at most this.
+      weight_decay: decoupled weight decay: each step moves a parameter towards 0 by
+        `learning_rate * weight_decay * value`. Sparse tables decay only the rows of the batch.
       epochs: maximum number of passes over the training log.
+      max_steps: if set, training stops after this many steps in total, even mid-epoch.
       batch_size: sessions per step; every step has this shape, the last batch is padded.
       patience: epochs without a better validation log-likelihood before training stops.
       min_delta: smallest gain in validation log-likelihood that counts as better.
@@ -89,101 +181,161 @@ class Trainer:
         attraction of an average result. 0 turns it off.
       seed: seed of the shuffling and of the out-of-vocabulary draws; the same data and seed give
         the same parameters.
+      prefetch: batches prepared on a worker thread and placed on the device ahead of the step.
+      checkpoint_dir: folder for Orbax checkpoints of the training state; None saves none.
+      checkpoint_every: save a checkpoint every this many steps, besides the end of each epoch.
       on_epoch: called with each `EpochRecord` as it completes (the CLI prints progress with it).
       parallel: split each batch over the devices (and processes) of a `DataParallel` mesh;
         `batch_size` is then the global batch, a multiple of the device count. Each process
         passes its own share of the logs to `fit` and `evaluate` (see
         `clickjax.distributed.read_process_log`). None trains on JAX's default device.
+        `checkpoint_dir` is not supported with several processes yet.
     """
 
     def __init__(
         self,
-        optimizer: optax.GradientTransformation | None = None,
+        optimizer: str | optax.GradientTransformation = "adam",
         *,
         learning_rate: float = DEFAULT_LEARNING_RATE,
+        table_optimizer: str | None = None,
+        table_learning_rate: float = DEFAULT_TABLE_LEARNING_RATE,
+        sparse: bool | Collection[str] = True,
+        schedule: str = "constant",
+        warmup_steps: int = 0,
+        clip_norm: float | None = None,
+        weight_decay: float = 0.0,
         epochs: int = 50,
+        max_steps: int | None = None,
         batch_size: int = 1024,
         patience: int = 3,
         min_delta: float = 1e-5,
         oov_rate: float = DEFAULT_OOV_RATE,
         seed: int = 0,
+        prefetch: int = DEFAULT_PREFETCH,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
         parallel: DataParallel | None = None,
     ):
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if patience < 1:
-            raise ValueError(f"patience must be at least 1, got {patience}")
+        _check_at_least("epochs", epochs, 1)
+        _check_at_least("batch_size", batch_size, 1)
+        _check_at_least("patience", patience, 1)
+        _check_at_least("warmup_steps", warmup_steps, 0)
+        _check_at_least("prefetch", prefetch, 0)
+        if max_steps is not None:
+            _check_at_least("max_steps", max_steps, 1)
+        if checkpoint_every is not None:
+            _check_at_least("checkpoint_every", checkpoint_every, 1)
         if not 0.0 <= oov_rate < 1.0:
             raise ValueError(f"oov_rate must be in [0, 1), got {oov_rate}")
-        self.optimizer = optimizer if optimizer is not None else optax.adam(learning_rate)
+        for name, value in [("learning_rate", learning_rate), ("table_learning_rate", table_learning_rate)]:
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value}")
+        if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
+            raise ValueError(f"clip_norm must be a positive finite number, got {clip_norm}")
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+        if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        if not isinstance(optimizer, (str, optax.GradientTransformation)):
+            raise TypeError(f"optimizer must be a name or an optax transformation, got {type(optimizer).__name__}")
+        if isinstance(sparse, str):
+            raise TypeError("sparse must be a bool or a collection of table names, not a single string")
+        if parallel is not None:
+            parallel.local_batch_size(batch_size)  # raises unless the batch splits evenly over the devices
+            if checkpoint_dir is not None and parallel.process_count > 1:
+                # NOTE: Orbax would have to save every sharded array from every process at once,
+                # and the checkpoint store copies arrays to the host, which only works with one process.
+                raise ValueError(
+                    "checkpoint_dir is not supported with several processes yet; leave it out "
+                    f"(this mesh spans {parallel.process_count} processes)"
+                )
+
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        # A given optax transformation trains the tables too unless a table rule is named.
+        custom = not isinstance(optimizer, str)
+        self.table_rule = None if custom and table_optimizer is None else TableRule(table_optimizer or DEFAULT_TABLE_OPTIMIZER)
+        self.table_learning_rate = table_learning_rate
+        self.sparse = sparse if isinstance(sparse, bool) else frozenset(sparse)
+        self.schedule = schedule
+        self.warmup_steps = warmup_steps
+        self.clip_norm = clip_norm
+        self.weight_decay = weight_decay
         self.epochs = epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.patience = patience
         self.min_delta = min_delta
         self.oov_rate = oov_rate
         self.seed = seed
+        self.prefetch = prefetch
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.checkpoint_every = checkpoint_every
         self.on_epoch = on_epoch
         self.parallel = parallel
-        if parallel is not None:
-            parallel.local_batch_size(batch_size)
+        self._compiled: dict = {}
 
-    def fit(self, model: nnx.Module, train: ClickLog, validation: ClickLog | None = None) -> FitResult:
-        """Train `model` in place on `train`, with early stopping on `validation` if given."""
-        if self._total_sessions(train) == 0:
+    # ---------------------------------------------------------------- public interface
+
+    def fit(
+        self, model: nnx.Module, train: ClickLog, validation: ClickLog | None = None, *, resume: bool = False
+    ) -> FitResult:
+        """Train `model` in place on `train`, with early stopping on `validation` if given.
+
+        Args:
+          model: a click model, or any NNX module with a `loss(batch)` method.
+          train: the training log.
+          validation: the log whose log-likelihood decides early stopping, or None.
+          resume: continue from the latest checkpoint in `checkpoint_dir`, if there is one.
+            The model, data and options must be those of the interrupted run.
+
+        Raises:
+          TrainingDivergedError: a step's loss or gradient is not finite.
+          ValueError: the training log is empty, or a checkpoint does not match this run.
+        """
+        from clickjax.checkpoints import CheckpointStore  # Orbax loads slowly; import it only when used
+
+        if self._total(train.num_sessions) == 0:
             raise ValueError("the training log has no sessions; check the reader's stats")
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir, the folder of the run's checkpoints")
+        started = time.perf_counter()
         if self.parallel is not None:
             self.parallel.shard_model(model)
-        optimizer = nnx.Optimizer(model, self.optimizer, wrt=nnx.Param)
-        result = FitResult(validated=validation is not None)
-        best_log_likelihood = -np.inf
-        best_state = None
-        epochs_without_gain = 0
-        if validation is None:
-            logger.info("no validation data: training for %d epochs without early stopping", self.epochs)
-
-        started = time.perf_counter()
-        for epoch in range(1, self.epochs + 1):
-            epoch_started = time.perf_counter()
-            train_loss = self._run_epoch(model, optimizer, train, epoch)
-            validation_log_likelihood = None
-            if validation is not None:
-                validation_log_likelihood = self.evaluate(model, validation).log_likelihood
-            record = EpochRecord(
-                epoch, train_loss, validation_log_likelihood, time.perf_counter() - epoch_started
-            )
-            result.history.append(record)
-            logger.info("epoch %d: %s", epoch, record)
-            if self.on_epoch is not None:
-                self.on_epoch(record)
-
-            if not np.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"training loss became {train_loss} in epoch {epoch}; "
-                    "lower the learning rate or clip gradients"
-                )
-            if validation_log_likelihood is None:
-                result.best_epoch = epoch
-                continue
-            if validation_log_likelihood > best_log_likelihood + self.min_delta:
-                best_log_likelihood = validation_log_likelihood
-                best_state = _copy_state(model)
-                result.best_epoch = epoch
-                epochs_without_gain = 0
-            else:
-                epochs_without_gain += 1
-                if epochs_without_gain >= self.patience:
-                    result.stopped_early = epoch < self.epochs
-                    break
-
-        if best_state is not None:
-            nnx.update(model, best_state)
-            if self.parallel is not None:
-                self.parallel.shard_model(model)
-        result.seconds = time.perf_counter() - started
-        return result
+        plan = _Plan.build(model, self, train, train_weight=lambda: self._total(_result_weight(train, self.batch_size)))
+        step = plan.step_function(self, self.total_steps(train), lambda optimizer: self._state_shardings(model, plan, optimizer))
+        initial = plan.initial_state(model, step.dense_optimizer, self.table_rule)
+        run = _Run(plan, step, self._place_state(initial, step.shardings))
+        progress = _Progress(validated=validation is not None)
+        store = None
+        if self.checkpoint_dir is not None:
+            store = CheckpointStore(self.checkpoint_dir, fingerprint=plan.fingerprint(self, train))
+            if resume:
+                restored = store.restore_latest(run.state, progress)
+                if restored is not None:
+                    run.state, progress = restored
+                    run.state = self._place_state(run.state, step.shardings)
+                    progress.resumed_from_step = progress.step
+                    logger.info("resumed from the checkpoint at step %d (epoch %d)", progress.step, progress.epoch)
+        if validation is None and not progress.finished:
+            logger.info("no validation data: training without early stopping")
+        try:
+            self._train(model, run, progress, train, validation, store)
+        except TrainingDivergedError:
+            # The step that failed and every step after it changed nothing.
+            plan.write_back(model, run.state.parameters)
+            raise
+        finally:
+            if store is not None:
+                store.close()
+        plan.write_back(model, progress.best_state if progress.best_state is not None else run.state.parameters)
+        if self.parallel is not None:
+            # The best parameters may be host copies, which `write_back` puts on the default device.
+            self.parallel.shard_model(model)
+        return progress.result(time.perf_counter() - started)
 
     def evaluate(self, model: nnx.Module, log: ClickLog) -> Metrics:
         """Compute the metrics of `model` on `log`; the model is not changed.
@@ -194,45 +346,527 @@ class Trainer:
         """
         return evaluate(model, map(self._place, self._batches(log)))
 
+    def steps_per_epoch(self, log: ClickLog) -> int:
+        """Number of steps of one epoch over `log`; with several processes, over the logs of all of them."""
+        if self.parallel is None:
+            return -(-log.num_sessions // self.batch_size)
+        return self.parallel.num_steps(log, self.batch_size)
+
+    def total_steps(self, log: ClickLog) -> int:
+        """Number of steps of the whole run without early stopping: the `cosine` schedule ends there."""
+        steps = self.epochs * self.steps_per_epoch(log)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
+    def _place(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Copy a batch to the device, or split it over the `parallel` mesh.
+
+        This is the one place where batches meet devices and shardings.
+        """
+        if self.parallel is None:
+            return jax.device_put(batch)
+        return self.parallel.place(batch)
+
     def _batches(self, log: ClickLog, *, shuffle: bool = False, seed: int = 0):
+        """Yield this process's padded numpy batches of `log`, the same number on every process."""
         if self.parallel is None:
             return log.batches(self.batch_size, shuffle=shuffle, seed=seed)
         return self.parallel.batches(log, self.batch_size, shuffle=shuffle, seed=seed)
 
-    def _place(self, batch: dict[str, np.ndarray]):
-        """Return a host batch for a step: split over the `parallel` mesh, or unchanged.
+    def _local_batch_size(self) -> int:
+        """Rows of a batch that this process contributes: `batch_size` without a mesh."""
+        return self.batch_size if self.parallel is None else self.parallel.local_batch_size(self.batch_size)
 
-        An unchanged numpy batch is copied to the default device by the jitted step.
+    def _total(self, count: int | float) -> int | float:
+        """Sum a host count over the processes (the count itself with one process)."""
+        if self.parallel is None or self.parallel.process_count == 1:
+            return count
+        return self.parallel.sum_across_processes(count).item()
+
+    def _state_shardings(self, model: nnx.Module, plan: _Plan, dense_optimizer) -> _State | None:
+        """Return the sharding of every array of the training state on the mesh, or None without one.
+
+        A table slot is sharded like its table. An optimiser-state array whose path ends with a
+        parameter's path (the moments of dense Adam, for example) is sharded like that parameter.
+        Everything else, such as step counts and loss sums, is replicated.
         """
         if self.parallel is None:
-            return batch
-        return self.parallel.place(batch)
+            return None
+        by_path = self.parallel.parameter_shardings(model)
+        replicated = self.parallel.replicated
+        tables = tuple(by_path[path] for path in plan.sparse_paths)
+        sharded = {path: sharding for path, sharding in by_path.items() if sharding != replicated}
 
-    def _total_sessions(self, log: ClickLog) -> int:
-        if self.parallel is None:
-            return log.num_sessions
-        return int(self.parallel.sum_across_processes(log.num_sessions))
+        def optimizer_leaf(key_path, leaf):
+            names = _names(key_path)
+            for path, sharding in sharded.items():
+                if names[-len(path) :] == path and len(leaf.shape) > 0:
+                    return sharding
+            return replicated
 
-    def _run_epoch(self, model, optimizer, train: ClickLog, epoch: int) -> float:
-        total_loss = 0.0
-        total_weight = 0.0
+        shapes = jax.eval_shape(lambda: plan.initial_state(model, dense_optimizer, self.table_rule))
+        return _State(
+            parameters=(
+                tables,
+                jax.tree_util.tree_map_with_path(lambda key_path, _: by_path[_names(key_path)], shapes.parameters[1]),
+            ),
+            table_slots=tuple({name: sharding for name in slots} for sharding, slots in zip(tables, shapes.table_slots)),
+            optimizer_state=jax.tree_util.tree_map_with_path(optimizer_leaf, shapes.optimizer_state),
+            loss_sum=replicated,
+            weight_sum=replicated,
+        )
+
+    def _place_state(self, state: _State, shardings: _State | None) -> _State:
+        """Put every array of the training state in its sharding on the mesh (unchanged without one)."""
+        if shardings is None:
+            return state
+        return jax.tree.map(self.parallel.put, state, shardings)
+
+    # ---------------------------------------------------------------- training loop
+
+    def _train(self, model, run, progress, train, validation, store) -> None:
+        steps_per_epoch = self.steps_per_epoch(train)
+        while not progress.finished:
+            if progress.epoch >= self.epochs or self._step_budget_spent(progress):
+                progress.finished = True
+                break
+            epoch = progress.epoch + 1
+            epoch_started = time.perf_counter()
+            self._run_epoch(run, progress, train, epoch, steps_per_epoch, store)
+            self._end_epoch(model, run, progress, validation, epoch, epoch_started)
+            if store is not None:
+                store.save(run.state, progress, wait=progress.finished)
+
+    def _run_epoch(self, run, progress, train, epoch, steps_per_epoch, store) -> None:
+        # Each process shuffles its own sessions. A process whose sessions run out before the
+        # last step of the epoch gets batches of empty sessions, as `DataParallel.batches` does.
+        # A log without columns in memory (`ShardedLog`) streams its shuffled batches instead.
+        order, stream = None, None
+        shuffle_seed = self.seed * 100_003 + epoch
+        if not hasattr(train, "columns"):
+            stream = self._batches(train, shuffle=True, seed=shuffle_seed)
+        else:
+            order = _epoch_order(train.num_sessions, shuffle_seed)
+        first = progress.epoch_step
+        last = steps_per_epoch
+        if self.max_steps is not None:
+            last = min(last, first + self.max_steps - progress.step)
         epoch_key = jax.random.fold_in(jax.random.key(self.seed), epoch)
-        batches = self._batches(train, shuffle=True, seed=self.seed * 100_003 + epoch)
-        for step, batch in enumerate(batches):
-            oov_key = jax.random.fold_in(epoch_key, step)
-            loss, weight = _train_step(model, optimizer, self._place(batch), oov_key, self.oov_rate)
-            total_loss += float(loss) * float(weight)
-            total_weight += float(weight)
-        return total_loss / max(total_weight, 1.0)
+        halted = jnp.zeros((), bool)
+        pending = None  # (epoch step, global step, rows, halted flag) of the step not yet checked
+        batch_size = self._local_batch_size()
+        pipeline = BatchPipeline(
+            train, order, batch_size, range(first, last), self._place, self.prefetch, stream=stream
+        )
+        with pipeline:
+            for epoch_step, rows, batch in pipeline:
+                key = jax.random.fold_in(epoch_key, epoch_step)
+                count = jnp.asarray(progress.step, jnp.int32)
+                run.state, halted = run.step.run(run.state, batch, key, count, halted)
+                # Check the previous step while this one runs, so the host never waits for the device.
+                if pending is not None:
+                    _check_finite(pending, epoch)
+                pending = (epoch_step, progress.step, rows, halted)
+                progress.step += 1
+                progress.epoch_step = epoch_step + 1
+                if store is not None and self.checkpoint_every and progress.step % self.checkpoint_every == 0:
+                    _check_finite(pending, epoch)
+                    if progress.epoch_step < steps_per_epoch:
+                        store.save(run.state, progress, wait=False)
+            if pending is not None:
+                _check_finite(pending, epoch)
+
+    def _end_epoch(self, model, run, progress, validation, epoch, epoch_started) -> None:
+        state = run.state
+        train_loss = float(state.loss_sum) / max(float(state.weight_sum), 1.0)
+        run.plan.write_back(model, state.parameters)
+        validation_log_likelihood = None
+        if validation is not None:
+            validation_log_likelihood = self.evaluate(model, validation).log_likelihood
+        steps = progress.epoch_step
+        record = EpochRecord(epoch, train_loss, validation_log_likelihood, time.perf_counter() - epoch_started, steps)
+        progress.history.append(record)
+        progress.epoch = epoch
+        progress.epoch_step = 0
+        state.loss_sum = jnp.zeros((), jnp.float32)
+        state.weight_sum = jnp.zeros((), jnp.float32)
+        logger.info("epoch %d: %s", epoch, record)
+        if self.on_epoch is not None:
+            self.on_epoch(record)
+
+        if validation_log_likelihood is None:
+            progress.best_epoch = epoch
+        elif validation_log_likelihood > progress.best_log_likelihood + self.min_delta:
+            progress.best_log_likelihood = validation_log_likelihood
+            progress.best_state = _copy_parameters(state.parameters)
+            progress.best_epoch = epoch
+            progress.epochs_without_gain = 0
+        else:
+            progress.epochs_without_gain += 1
+            if progress.epochs_without_gain >= self.patience:
+                progress.stopped_early = epoch < self.epochs
+                progress.finished = True
+        if epoch >= self.epochs or self._step_budget_spent(progress):
+            progress.finished = True
+
+    def _step_budget_spent(self, progress) -> bool:
+        return self.max_steps is not None and progress.step >= self.max_steps
+
+    # ---------------------------------------------------------------- optimisers
+
+    def _schedule(self, peak: float, total_steps: int) -> optax.Schedule:
+        if self.schedule == "constant" or (self.schedule == "warmup" and self.warmup_steps == 0):
+            return optax.constant_schedule(peak)
+        if self.schedule == "warmup":
+            return optax.linear_schedule(0.0, peak, self.warmup_steps)
+        warmup = min(self.warmup_steps, max(total_steps - 1, 0))
+        return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=0.0)
+
+    def _transformation(self, scale: optax.GradientTransformation, peak: float, total_steps: int):
+        parts = [scale]
+        if self.weight_decay:
+            parts.append(optax.add_decayed_weights(self.weight_decay))
+        parts.append(optax.scale_by_learning_rate(self._schedule(peak, total_steps)))
+        return optax.chain(*parts)
+
+    def _dense_optimizer(self, total_steps: int) -> optax.GradientTransformation:
+        if not isinstance(self.optimizer, str):
+            return self.optimizer
+        scale = {
+            "adam": optax.scale_by_adam,
+            "sgd": optax.identity,
+            "adagrad": optax.scale_by_rss,
+            "rmsprop": optax.scale_by_rms,
+        }[self.optimizer]()
+        return self._transformation(scale, self.learning_rate, total_steps)
+
+    def _dense_table_optimizer(self, total_steps: int) -> optax.GradientTransformation:
+        return self._transformation(self.table_rule.dense_transformation(), self.table_learning_rate, total_steps)
 
 
-@nnx.jit
-def _train_step(model, optimizer, batch, oov_key, oov_rate):
-    batch = _replace_with_oov(batch, oov_key, oov_rate)
-    loss, grads = nnx.value_and_grad(lambda m: m.loss(batch))(model)
-    optimizer.update(model, grads)
-    results = (batch["weight"][:, None] * batch["mask"]).sum()
-    return loss, results
+def _check_finite(pending, epoch: int) -> None:
+    epoch_step, global_step, rows, halted = pending
+    if bool(halted):
+        raise TrainingDivergedError(epoch, epoch_step, global_step, rows)
+
+
+def _check_at_least(name: str, value: int, minimum: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+
+
+def _result_weight(log: ClickLog, batch_size: int) -> float:
+    """Return the weighted number of real results in `log`; a log streamed from disk is read once for it."""
+    if hasattr(log, "columns"):
+        batches = [log.columns]
+    else:
+        batches = log.batches(batch_size)
+    return float(sum((batch["weight"][:, None] * batch["mask"]).sum() for batch in batches))
+
+
+def _epoch_order(sessions: int, seed: int) -> np.ndarray:
+    """Return the order in which an epoch visits the sessions, drawn from the epoch's shuffle seed."""
+    return np.random.default_rng(seed).permutation(sessions)
+
+
+def _copy_parameters(tree):
+    """Copy the parameters of the training state, whose buffers the next step donates.
+
+    An array spread over several processes cannot be read whole here, so it is copied on its
+    devices; every other array is copied to the host.
+    """
+    return jax.tree.map(_copy_array, tree)
+
+
+def _copy_array(array):
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        return jnp.array(array, copy=True)
+    return np.array(array, copy=True)
+
+
+# ---------------------------------------------------------------- training state
+
+
+@jax.tree_util.register_dataclass
+@dataclass
+class _State:
+    """Everything a step reads and writes, as one pytree (also what a checkpoint saves).
+
+    `parameters` is `(sparse tables, dense parameters)`: a tuple of arrays in `_Plan.sparse_paths`
+    order and the `nnx.State` of every other parameter.
+    """
+
+    parameters: tuple
+    table_slots: tuple
+    optimizer_state: object
+    loss_sum: jax.Array
+    weight_sum: jax.Array
+
+
+@dataclass
+class _Progress:
+    """The host side of a run: counters, early stopping and history (saved as a checkpoint's JSON)."""
+
+    validated: bool
+    step: int = 0
+    epoch: int = 0  # epochs completed
+    epoch_step: int = 0  # steps completed in the current epoch
+    finished: bool = False
+    best_epoch: int = 0
+    best_log_likelihood: float = -math.inf
+    epochs_without_gain: int = 0
+    stopped_early: bool = False
+    history: list[EpochRecord] = field(default_factory=list)
+    best_state: object = None
+    resumed_from_step: int | None = None
+
+    def result(self, seconds: float) -> FitResult:
+        return FitResult(
+            history=list(self.history),
+            best_epoch=self.best_epoch,
+            stopped_early=self.stopped_early,
+            validated=self.validated,
+            seconds=seconds,
+            steps=self.step,
+            resumed_from_step=self.resumed_from_step,
+        )
+
+
+@dataclass
+class _Plan:
+    """The split of one model for training: its sparse tables, their id columns and the dense rest."""
+
+    graphdef: object
+    rest: object
+    sparse_paths: tuple  # parameter paths of the sparse tables
+    sparse_columns: tuple  # the id column of each sparse table
+    sparse_rows: tuple  # the rows of each sparse table
+    dense_table_paths: frozenset  # per-pair tables trained densely by the table rule
+    penalty_paths: tuple  # module paths of modules with a `penalty` method
+    train_weight: float  # weighted number of real results in the training log
+
+    @classmethod
+    def build(cls, model: nnx.Module, trainer: Trainer, train: ClickLog, train_weight: Callable[[], float]) -> _Plan:
+        """Split `model` for training; `train_weight()` is called only when a module has a penalty."""
+        modules = list(nnx.iter_modules(model))
+        penalty_paths = tuple(path for path, module in modules if _has_penalty(module))
+        tables = [(path, module) for path, module in modules if isinstance(module, EmbeddingLogits)]
+        sparse, dense_tables = [], []
+        for path, module in tables:
+            if trainer.table_rule is None:
+                continue
+            name = "/".join(str(part) for part in path)
+            wanted = trainer.sparse if isinstance(trainer.sparse, bool) else name in trainer.sparse
+            if wanted and path in penalty_paths:
+                logger.info("table %s has a penalty, so it is updated densely", name)
+                wanted = False
+            (sparse if wanted else dense_tables).append((path, module))
+        if not isinstance(trainer.sparse, bool):
+            unknown = trainer.sparse - {"/".join(str(part) for part in path) for path, _ in tables}
+            if unknown:
+                raise ValueError(
+                    f"sparse names {', '.join(sorted(unknown))}, which are not per-pair tables of the model; "
+                    f"its tables are {', '.join('/'.join(map(str, p)) for p, _ in tables) or 'none'}"
+                )
+        sparse_paths = tuple(path + ("logits",) for path, _ in sparse)
+        graphdef, _, _, rest = nnx.split(model, lambda path, _: path in sparse_paths, nnx.Param, ...)
+        return cls(
+            graphdef=graphdef,
+            rest=rest,
+            sparse_paths=sparse_paths,
+            sparse_columns=tuple(module.column for _, module in sparse),
+            sparse_rows=tuple(module.rows for _, module in sparse),
+            dense_table_paths=frozenset(path + ("logits",) for path, _ in dense_tables),
+            penalty_paths=penalty_paths,
+            train_weight=max(float(train_weight()), 1.0) if penalty_paths else 1.0,
+        )
+
+    def split(self, model: nnx.Module) -> tuple[tuple, nnx.State]:
+        _, tables, dense, _ = nnx.split(model, lambda path, _: path in self.sparse_paths, nnx.Param, ...)
+        flat = dict(nnx.to_flat_state(tables))
+        return tuple(flat[path].get_value() for path in self.sparse_paths), dense
+
+    def write_back(self, model: nnx.Module, parameters) -> None:
+        tables, dense = parameters
+        nnx.update(model, self.table_state(tables), dense)
+
+    def table_state(self, tables) -> nnx.State:
+        return nnx.from_flat_state([(path, nnx.Param(jnp.asarray(table))) for path, table in zip(self.sparse_paths, tables)])
+
+    def initial_state(self, model: nnx.Module, dense_optimizer, rule: TableRule | None) -> _State:
+        # The step donates its input buffers, so train on copies and leave the model's arrays intact.
+        tables, dense = jax.tree.map(jnp.array, self.split(model))
+        return _State(
+            parameters=(tables, dense),
+            table_slots=tuple(rule.init(table) for table in tables),
+            optimizer_state=dense_optimizer.init(dense),
+            loss_sum=jnp.zeros((), jnp.float32),
+            weight_sum=jnp.zeros((), jnp.float32),
+        )
+
+    def fingerprint(self, trainer: Trainer, train: ClickLog) -> dict:
+        """Describe the run, so that a checkpoint of another model, log or option set is rejected."""
+        return {
+            "sparse_tables": ["/".join(map(str, path)) for path in self.sparse_paths],
+            "train_sessions": train.num_sessions,
+            "batch_size": trainer.batch_size,
+            "seed": trainer.seed,
+            "epochs": trainer.epochs,
+            "max_steps": trainer.max_steps,
+        }
+
+    def step_function(self, trainer: Trainer, total_steps: int, shardings_for: Callable) -> _Step:
+        """Return the jitted step, built once per trainer, model structure and run length.
+
+        `shardings_for(dense_optimizer)` returns the shardings of the training state on the
+        trainer's mesh, or None without one.
+        """
+        key = (self.graphdef, self.sparse_paths, self.dense_table_paths, self.train_weight, total_steps)
+        if key not in trainer._compiled:
+            trainer._compiled[key] = _make_step(self, trainer, total_steps, shardings_for)
+        return trainer._compiled[key]
+
+    def optimizers(self, trainer: Trainer, total_steps: int):
+        """Return the dense optax transformation and the learning-rate schedule of the sparse tables."""
+        dense = trainer._dense_optimizer(total_steps)
+        if self.dense_table_paths:
+            table = trainer._dense_table_optimizer(total_steps)
+            dense_table_paths = self.dense_table_paths
+
+            def labels(parameters):
+                return jax.tree_util.tree_map_with_path(
+                    lambda key_path, _: "table" if _names(key_path) in dense_table_paths else "other", parameters
+                )
+
+            dense = optax.multi_transform({"table": table, "other": dense}, labels)
+        return dense, trainer._schedule(trainer.table_learning_rate, total_steps)
+
+
+@dataclass
+class _Step:
+    run: Callable
+    dense_optimizer: optax.GradientTransformation
+    shardings: _State | None  # of the training state on the mesh; None without one
+
+
+@dataclass
+class _Run:
+    """The compiled step and the live training state of one `fit` call."""
+
+    plan: _Plan
+    step: _Step
+    state: _State
+
+
+def _names(key_path) -> tuple:
+    """Convert a pytree key path into an `nnx.State` to the parameter path, without the `Variable`'s own key."""
+    names = []
+    for entry in key_path:
+        name = getattr(entry, "key", getattr(entry, "name", getattr(entry, "idx", None)))
+        if name == "value":
+            break
+        names.append(name)
+    return tuple(names)
+
+
+def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: Callable) -> _Step:
+    """Build the jitted training step for `plan`; see `_State` for what it reads and writes."""
+    dense_optimizer, table_schedule = plan.optimizers(trainer, total_steps)
+    shardings = shardings_for(dense_optimizer)
+    rule = trainer.table_rule
+    oov_rate = trainer.oov_rate
+    clip_norm = trainer.clip_norm
+    weight_decay = trainer.weight_decay
+
+    def objective(dense, small_tables, batch):
+        tables = plan.table_state(small_tables)
+        model = nnx.merge(plan.graphdef, tables, dense, plan.rest)
+        for path, column in zip(plan.sparse_paths, plan.sparse_columns):
+            _module_at(model, path[:-1]).column = _LOCAL_COLUMN.format(column)
+        loss = model.loss(batch)
+        total = loss
+        for path in plan.penalty_paths:
+            total = total + _module_at(model, path).penalty() / plan.train_weight
+        return total, loss
+
+    def step(state: _State, batch, key, count, halted):
+        batch = _replace_with_oov(batch, key, oov_rate)
+        tables, dense = state.parameters
+
+        # Gather the rows each sparse table uses in this batch, once per id column.
+        locals_by_column = {}
+        for column, rows in zip(plan.sparse_columns, plan.sparse_rows):
+            if column not in locals_by_column:
+                locals_by_column[column] = unique_ids(batch[column], rows)
+        batch = {**batch, **{_LOCAL_COLUMN.format(c): local for c, (_, local) in locals_by_column.items()}}
+        indices = tuple(locals_by_column[column][0] for column in plan.sparse_columns)
+        small = tuple(gather_rows(table, index) for table, index in zip(tables, indices))
+
+        (total, loss), (dense_gradient, small_gradient) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
+            dense, small, batch
+        )
+        if clip_norm is not None:
+            norm = optax.tree.norm((dense_gradient, small_gradient))
+            scale = jnp.minimum(1.0, clip_norm / jnp.maximum(norm, 1e-30))
+            dense_gradient, small_gradient = jax.tree.map(lambda g: g * scale, (dense_gradient, small_gradient))
+        leaves = [total, *jax.tree.leaves(dense_gradient), *jax.tree.leaves(small_gradient)]
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+        apply = finite & ~halted
+
+        updates, optimizer_state = dense_optimizer.update(dense_gradient, state.optimizer_state, dense)
+        new_dense = optax.apply_updates(dense, updates)
+        new_dense, optimizer_state = jax.tree.map(
+            lambda new, old: jnp.where(apply, new, old),
+            (new_dense, optimizer_state),
+            (dense, state.optimizer_state),
+        )
+
+        learning_rate = table_schedule(count)
+        new_tables, new_slots = [], []
+        for table, slots, index, rows, gradient in zip(tables, state.table_slots, indices, small, small_gradient):
+            old_slots = {name: gather_rows(slot, index) for name, slot in slots.items()}
+            direction, row_slots = rule.direction(gradient, old_slots, count)
+            updated = jnp.where(apply, rows - learning_rate * (direction + weight_decay * rows), rows)
+            new_tables.append(scatter_rows(table, index, updated))
+            new_slots.append(
+                {
+                    name: scatter_rows(slot, index, jnp.where(apply, row_slots[name], old_slots[name]))
+                    for name, slot in slots.items()
+                }
+            )
+
+        weight = (batch["weight"][:, None] * batch["mask"]).sum()
+        new_state = _State(
+            parameters=(tuple(new_tables), new_dense),
+            table_slots=tuple(new_slots),
+            optimizer_state=optimizer_state,
+            loss_sum=state.loss_sum + jnp.where(apply, loss * weight, 0.0),
+            weight_sum=state.weight_sum + jnp.where(apply, weight, 0.0),
+        )
+        return new_state, ~apply
+
+    if shardings is None:
+        return _Step(run=jax.jit(step, donate_argnums=0), dense_optimizer=dense_optimizer, shardings=None)
+    # Fixing the output shardings to the input's keeps the state where `_place_state` put it, so
+    # the donated buffers are reused and the next step compiles for the same shardings.
+    out_shardings = (shardings, trainer.parallel.replicated)
+    run = jax.jit(step, donate_argnums=0, out_shardings=out_shardings)
+    return _Step(run=run, dense_optimizer=dense_optimizer, shardings=shardings)
+
+
+def _has_penalty(module: nnx.Module) -> bool:
+    """Whether a module adds a penalty to the loss: a `penalty` method, and a prior if it takes one.
+
+    Tables such as `EmbeddingLogits` have a `penalty` method that returns 0 when built without a
+    `prior`. Counting those would make every table dense, so they are left out.
+    """
+    return callable(getattr(module, "penalty", None)) and getattr(module, "prior", True) is not None
+
+
+def _module_at(model: nnx.Module, path: tuple) -> nnx.Module:
+    module = model
+    for part in path:
+        module = module[part] if isinstance(part, int) else getattr(module, part)
+    return module
 
 
 def _replace_with_oov(batch, key, rate):
@@ -240,15 +874,3 @@ def _replace_with_oov(batch, key, rate):
     real = batch["mask"] == 1
     replaced = jax.random.bernoulli(key, rate, real.shape) & real
     return {**batch, "query_doc_id": jnp.where(replaced, 1, batch["query_doc_id"])}
-
-
-def _copy_state(model: nnx.Module):
-    # nnx.state returns live references to the parameters; copy them to keep a snapshot. An
-    # array spread over several processes cannot be read whole here, so it is copied on its devices.
-    return jax.tree.map(_copy_array, nnx.state(model, nnx.Param))
-
-
-def _copy_array(array):
-    if isinstance(array, jax.Array) and not array.is_fully_addressable:
-        return jnp.array(array, copy=True)
-    return np.array(array, copy=True)

@@ -1,0 +1,159 @@
+"""The training input pipeline: batches cut on a worker thread and placed on the device ahead of use.
+
+`BatchPipeline` cuts the batches of one epoch from a `ClickLog` on a worker thread (numpy fancy
+indexing and padding release the GIL for most of their work), and the consuming thread places
+each batch on the device `prefetch` steps before the step that uses it. `jax.device_put` returns
+at once and copies in the background, so the copy overlaps the running step. Every batch has
+`batch_size` rows, the last one padded with empty sessions (mask 0, weight 0), so the jitted
+step compiles once.
+
+A log without columns in memory, such as `clickjax.shards.ShardedLog`, gives its batches as a
+stream instead (`stream`), which the worker reads in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from clickjax.data import ClickLog, pad_batch
+
+__all__ = ["BatchPipeline"]
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()
+
+# The log rows of a streamed batch, which the stream does not report.
+_UNKNOWN_ROWS = np.zeros(0, np.int64)
+
+
+class BatchPipeline:
+    """Yield `(step, rows, placed batch)` for the given steps of one epoch.
+
+    Args:
+      log: the training log.
+      order: the session order of the epoch (a permutation of the log's rows), or None with
+        `stream`.
+      batch_size: rows per batch.
+      steps: the steps of the epoch to yield, a range of batch numbers.
+      place: puts a numpy batch on the device (`Trainer._place`).
+      prefetch: batches placed ahead of the one being used; 0 places each batch when it is used
+        and cuts it on the calling thread.
+      stream: the padded batches of the whole epoch, in step order, for a log that is not held
+        in memory. The batches before `steps.start` are read and dropped, and their rows are
+        reported as an empty array.
+
+    Use it as a context manager, so that the worker stops when the consumer stops early.
+    """
+
+    def __init__(
+        self,
+        log: ClickLog,
+        order: np.ndarray | None,
+        batch_size: int,
+        steps: range,
+        place: Callable[[dict[str, np.ndarray]], dict],
+        prefetch: int,
+        *,
+        stream: Iterable[dict[str, np.ndarray]] | None = None,
+    ):
+        if (order is None) == (stream is None):
+            raise ValueError("give either the epoch's session order or a stream of batches, not both or neither")
+        self.log = log
+        self.order = order
+        self.batch_size = batch_size
+        self.steps = steps
+        self.place = place
+        self.prefetch = prefetch
+        self.stream = stream
+        self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    def __enter__(self) -> BatchPipeline:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def cut(self, step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Cut batch number `step` of the epoch: its log rows and its padded columns."""
+        rows = self.order[step * self.batch_size : (step + 1) * self.batch_size]
+        batch = {name: column[rows] for name, column in self.log.columns.items()}
+        return rows, pad_batch(batch, self.batch_size)
+
+    def batches(self) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
+        """Yield `(step, rows, numpy batch)` for each step, cut from the log or read from the stream."""
+        if self.stream is None:
+            for step in self.steps:
+                yield (step, *self.cut(step))
+            return
+        for step, batch in enumerate(self.stream):
+            if step >= self.steps.stop:
+                return
+            if step >= self.steps.start:
+                yield step, _UNKNOWN_ROWS, batch
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray, dict]]:
+        if self.prefetch == 0:
+            for step, rows, batch in self.batches():
+                yield step, rows, self.place(batch)
+            return
+
+        self._worker = threading.Thread(target=self._produce, name="clickjax-batches", daemon=True)
+        self._worker.start()
+        placed: deque = deque()
+        while True:
+            while len(placed) <= self.prefetch:
+                item = self._queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                step, rows, batch = item
+                placed.append((step, rows, self.place(batch)))
+            else:
+                yield placed.popleft()
+                continue
+            # The worker has cut every batch; hand out the ones already placed.
+            while placed:
+                yield placed.popleft()
+            return
+
+    def close(self) -> None:
+        """Stop the worker and wait for it."""
+        self._stop.set()
+        if self._worker is None:
+            return
+        while self._worker.is_alive():
+            try:  # unblock a worker waiting on a full queue
+                self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._worker.join(timeout=0.01)
+        self._worker = None
+
+    def _produce(self) -> None:
+        try:
+            for item in self.batches():
+                if self._stop.is_set():
+                    return
+                self._put(item)
+            self._put(_DONE)
+        except BaseException as error:  # handed to the consumer, which raises it
+            logger.debug("batch worker failed: %r", error)
+            self._put(error)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue

@@ -1,0 +1,133 @@
+"""Checkpoints: a training process killed mid-epoch resumes to the parameters of an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from clickjax.models import MODELS
+from clickjax.training import Trainer
+from simulation import simulate_pbm
+
+TESTS = Path(__file__).parent
+PYTHON_SOURCE = TESTS.parent / "python"
+
+# 640 sessions in batches of 32: 20 steps per epoch, 60 in all; checkpoints every 6 steps.
+OPTIONS = dict(epochs=3, batch_size=32, seed=5, checkpoint_every=6, patience=10)
+STEPS_PER_EPOCH = 20
+
+TRAINING_SCRIPT = """
+import sys, time
+from flax import nnx
+from clickjax.models import MODELS
+from clickjax.training import Trainer
+from simulation import simulate_pbm
+
+class SlowTrainer(Trainer):
+    # Slow each step down, so that the parent process can kill this one mid-epoch.
+    def _place(self, batch):
+        time.sleep(0.05)
+        return super()._place(batch)
+
+train, _ = simulate_pbm(sessions=640, pairs=60, theta=[0.9, 0.6, 0.4, 0.3], seed=1)
+validation, _ = simulate_pbm(sessions=200, pairs=60, theta=[0.9, 0.6, 0.4, 0.3], seed=2)
+model = MODELS["dbn"](positions=4, query_doc_pairs=62, rngs=nnx.Rngs(0))
+SlowTrainer(checkpoint_dir=sys.argv[1], **{options}).fit(model, train, validation)
+"""
+
+
+def logs():
+    train, _ = simulate_pbm(sessions=640, pairs=60, theta=[0.9, 0.6, 0.4, 0.3], seed=1)
+    validation, _ = simulate_pbm(sessions=200, pairs=60, theta=[0.9, 0.6, 0.4, 0.3], seed=2)
+    return train, validation
+
+
+def dbn():
+    return MODELS["dbn"](positions=4, query_doc_pairs=62, rngs=nnx.Rngs(0))
+
+
+def parameters(model) -> dict:
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    return {"/".join(map(str, path)): np.asarray(variable.get_value()) for path, variable in flat}
+
+
+def saved_steps(folder: Path) -> list[int]:
+    """The steps of the complete checkpoints in `folder` (Orbax renames a step folder to its number when done)."""
+    if not folder.exists():
+        return []
+    return sorted(int(entry.name) for entry in folder.iterdir() if entry.name.isdigit())
+
+
+def test_killed_run_resumes_to_same_parameters(tmp_path):
+    folder = tmp_path / "checkpoints"
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PYTHON_SOURCE), str(TESTS)])}
+    process = subprocess.Popen(
+        [sys.executable, "-c", TRAINING_SCRIPT.format(options=OPTIONS), str(folder)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    # Kill the process once a mid-epoch checkpoint of epoch 2 exists, so that the resumed run has
+    # to restore the shuffle position, the epoch's loss sums and the best parameters of epoch 1.
+    deadline = time.monotonic() + 240
+    try:
+        while not any(step > STEPS_PER_EPOCH and step % STEPS_PER_EPOCH for step in saved_steps(folder)):
+            assert process.poll() is None, f"training ended before it was killed:\n{process.stdout.read().decode()}"
+            assert time.monotonic() < deadline, "no mid-epoch checkpoint within 240 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    killed_at = max(saved_steps(folder))
+    assert killed_at < 3 * STEPS_PER_EPOCH
+
+    train, validation = logs()
+    resumed = dbn()
+    result = Trainer(checkpoint_dir=folder, **OPTIONS).fit(resumed, train, validation, resume=True)
+    uninterrupted = dbn()
+    expected = Trainer(**OPTIONS).fit(uninterrupted, train, validation)
+
+    assert result.resumed_from_step is not None
+    assert result.resumed_from_step >= killed_at - 1
+    assert result.steps == expected.steps == 3 * STEPS_PER_EPOCH
+    assert [record.train_loss for record in result.history] == [record.train_loss for record in expected.history]
+    assert result.best_epoch == expected.best_epoch
+    got, want = parameters(resumed), parameters(uninterrupted)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_resume_rejects_other_run(tmp_path):
+    train, _ = logs()
+    Trainer(checkpoint_dir=tmp_path, epochs=1, batch_size=64).fit(dbn(), train)
+
+    with pytest.raises(ValueError, match="belongs to another run"):
+        Trainer(checkpoint_dir=tmp_path, epochs=1, batch_size=32).fit(dbn(), train, resume=True)
+
+
+def test_resume_without_checkpoint_folder():
+    train, _ = logs()
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+        Trainer(epochs=1).fit(dbn(), train, resume=True)
+
+
+def test_resume_of_finished_run_keeps_result(tmp_path):
+    train, _ = logs()
+    first = dbn()
+    Trainer(checkpoint_dir=tmp_path, epochs=2, batch_size=64).fit(first, train)
+
+    again = dbn()
+    result = Trainer(checkpoint_dir=tmp_path, epochs=2, batch_size=64).fit(again, train, resume=True)
+
+    assert result.resumed_from_step == 20
+    assert len(result.history) == 2
+    got, want = parameters(again), parameters(first)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)

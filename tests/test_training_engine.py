@@ -1,0 +1,327 @@
+"""The training engine: sparse table updates, options, the NaN guard and the penalty hook."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from clickjax.data import ClickLog
+from clickjax.models import MODELS, PositionBasedModel
+from clickjax.pipeline import BatchPipeline
+from clickjax.sparse import unique_ids
+from clickjax.training import Trainer, TrainingDivergedError
+from simulation import simulate_pbm
+
+THETA = [0.9, 0.6, 0.4, 0.3]
+
+
+def pbm(pairs: int, positions: int = 4) -> PositionBasedModel:
+    return PositionBasedModel(positions=positions, query_doc_pairs=pairs + 2, rngs=nnx.Rngs(0))
+
+
+def parameters(model) -> dict:
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    return {"/".join(map(str, path)): np.asarray(variable.get_value()) for path, variable in flat}
+
+
+def one_session_log(ids, clicks, positions=None) -> ClickLog:
+    """A log of one session showing `ids` at ranks 1..n with the given clicks."""
+    shown = len(ids)
+    positions = positions or shown
+    columns = {
+        "query_id": np.full(1, 2, np.int32),
+        "doc_id": np.zeros((1, positions), np.int32),
+        "query_doc_id": np.zeros((1, positions), np.int32),
+        "query_doc_hash": np.zeros((1, positions), np.int32),
+        "position": np.zeros((1, positions), np.int32),
+        "click": np.zeros((1, positions), np.uint8),
+        "mask": np.zeros((1, positions), np.uint8),
+        "weight": np.ones(1, np.float32),
+    }
+    columns["query_doc_id"][0, :shown] = ids
+    columns["doc_id"][0, :shown] = ids
+    columns["position"][0, :shown] = np.arange(1, shown + 1)
+    columns["click"][0, :shown] = clicks
+    columns["mask"][0, :shown] = 1
+    return ClickLog(columns=columns, positions=positions)
+
+
+def sgd_trainer(sparse: bool, **options) -> Trainer:
+    return Trainer(
+        "sgd", learning_rate=0.6, table_optimizer="sgd", table_learning_rate=0.6, sparse=sparse, oov_rate=0.0, **options
+    )
+
+
+# ---------------------------------------------------------------- sparse updates
+
+
+def test_unique_ids_with_ids_outside_table():
+    # Table of 10 rows. Sorted, the distinct ids are -3, 0, 5, 12: -3 and 12 are outside the table
+    # and become the filler 10, and the last two slots are filler too.
+    ids = np.array([[5, -3, 5], [12, 0, -3]], np.int32)
+
+    index, local = unique_ids(jnp.asarray(ids), 10)
+
+    np.testing.assert_array_equal(np.asarray(index), [10, 0, 5, 10, 10, 10])
+    np.testing.assert_array_equal(np.asarray(local), [[2, 0, 2], [3, 1, 0]])
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_sgd_step_sums_duplicate_ids(sparse):
+    # One session shows pair 2 twice (ranks 1 and 2), clicked at rank 1 only. With every logit 0,
+    # P(click) = 0.5 * 0.5 = 0.25. The loss is the mean over the 2 results of -log P(observed), whose
+    # gradient in the attraction logit a is -(1 - sigmoid(a)) = -1/2 for the click and
+    # P / (1 - P) * (1 - sigmoid(a)) = 1/6 for the skip. Their mean is -1/6, so one SGD step at
+    # learning rate 0.6 moves a to 0.1. Had the two occurrences not been summed, a would be
+    # 0.15 (click only) or -0.05 (skip only).
+    log = one_session_log([2, 2], [1, 0])
+    model = pbm(3, positions=2)
+
+    sgd_trainer(sparse, epochs=1, batch_size=1).fit(model, log)
+
+    attraction = parameters(model)["attraction/logits"]
+    np.testing.assert_allclose(attraction[2], 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(attraction[[0, 1, 3, 4]], 0.0)
+
+
+@pytest.mark.parametrize("name", ["pbm", "dbn", "ubm"])
+def test_sparse_sgd_matches_dense(name):
+    # 40 pairs in sessions of 4 results, batches of 32: most batches repeat some pairs.
+    log, _ = simulate_pbm(sessions=300, pairs=40, theta=THETA, seed=3)
+    log.columns["query_doc_id"][::7, 1] = log.columns["query_doc_id"][::7, 0]  # a duplicate within a session
+    sparse_model = MODELS[name](positions=4, query_doc_pairs=42, rngs=nnx.Rngs(0))
+    dense_model = MODELS[name](positions=4, query_doc_pairs=42, rngs=nnx.Rngs(0))
+
+    sgd_trainer(True, epochs=2, batch_size=32, seed=4).fit(sparse_model, log)
+    sgd_trainer(False, epochs=2, batch_size=32, seed=4).fit(dense_model, log)
+
+    sparse, dense = parameters(sparse_model), parameters(dense_model)
+    assert sparse.keys() == dense.keys()
+    for key in sparse:
+        # float32 sums of the same gradients in another order: equal to a few units in the last place.
+        np.testing.assert_allclose(sparse[key], dense[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert not np.allclose(sparse["attraction/logits"], 0.0)
+
+
+def test_sparse_adagrad_matches_dense():
+    log, _ = simulate_pbm(sessions=300, pairs=40, theta=THETA, seed=5)
+    sparse_model, dense_model = pbm(40), pbm(40)
+
+    Trainer(sparse=True, epochs=2, batch_size=32, oov_rate=0.05).fit(sparse_model, log)
+    Trainer(sparse=False, epochs=2, batch_size=32, oov_rate=0.05).fit(dense_model, log)
+
+    sparse, dense = parameters(sparse_model), parameters(dense_model)
+    for key in sparse:
+        np.testing.assert_allclose(sparse[key], dense[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_sparse_by_table_name():
+    log, _ = simulate_pbm(sessions=100, pairs=10, theta=THETA, seed=6)
+    trainer = Trainer(sparse=["attraction"], epochs=1, batch_size=32)
+    trainer.fit(pbm(10), log)
+
+    with pytest.raises(ValueError, match="not per-pair tables of the model; its tables are attraction"):
+        Trainer(sparse=["satisfaction"], epochs=1).fit(pbm(10), log)
+
+
+def test_lazy_adam_leaves_unused_rows():
+    # Pair 5 never occurs, so lazy Adam never touches its row, while every used row moves.
+    log, _ = simulate_pbm(sessions=200, pairs=4, theta=THETA, seed=7)
+    model = pbm(6)
+
+    Trainer(table_optimizer="adam", table_learning_rate=0.05, epochs=1, batch_size=32, oov_rate=0.0).fit(model, log)
+
+    attraction = parameters(model)["attraction/logits"]
+    assert attraction[6] == 0.0
+    assert attraction[7] == 0.0
+    assert np.all(attraction[2:6] != 0.0)
+
+
+# ---------------------------------------------------------------- options
+
+
+def test_same_seed_same_parameters_with_options():
+    log, _ = simulate_pbm(sessions=400, pairs=30, theta=THETA, seed=8)
+    options = dict(
+        schedule="cosine", warmup_steps=3, clip_norm=0.5, weight_decay=0.01, epochs=3, batch_size=64, seed=11
+    )
+    first, second, other_seed = pbm(30), pbm(30), pbm(30)
+
+    Trainer(**options).fit(first, log)
+    Trainer(**options).fit(second, log)
+    Trainer(**{**options, "seed": 12}).fit(other_seed, log)
+
+    a, b, c = parameters(first), parameters(second), parameters(other_seed)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["attraction/logits"], c["attraction/logits"])
+
+
+def test_warmup_first_step_has_rate_zero():
+    log, _ = simulate_pbm(sessions=64, pairs=10, theta=THETA, seed=9)
+    model = pbm(10)
+
+    result = Trainer(schedule="warmup", warmup_steps=10, max_steps=1, batch_size=32).fit(model, log)
+
+    assert result.steps == 1
+    for key, value in parameters(model).items():
+        np.testing.assert_array_equal(value, 0.0, err_msg=key)
+
+
+def test_clip_norm_limits_sgd_step():
+    # With SGD every parameter moves by -learning_rate * gradient, so after clipping the change of
+    # all parameters together has norm learning_rate * clip_norm.
+    log = one_session_log([2, 3, 2], [1, 0, 0])
+    model = pbm(3, positions=3)
+
+    sgd_trainer(True, clip_norm=0.01, max_steps=1, batch_size=1).fit(model, log)
+
+    change = np.concatenate([value.ravel() for value in parameters(model).values()])
+    assert math.isclose(float(np.linalg.norm(change)), 0.6 * 0.01, rel_tol=1e-5)
+
+
+def test_max_steps_stops_mid_epoch():
+    log, _ = simulate_pbm(sessions=320, pairs=10, theta=THETA, seed=10)
+
+    result = Trainer(max_steps=7, epochs=5, batch_size=64).fit(pbm(10), log)
+
+    assert result.steps == 7
+    assert [record.steps for record in result.history] == [5, 2]
+
+
+def test_optax_transformation_trains_everything():
+    log, _ = simulate_pbm(sessions=200, pairs=10, theta=THETA, seed=11)
+    model = pbm(10)
+
+    Trainer(optax.sgd(0.0), epochs=1, batch_size=64).fit(model, log)
+
+    for key, value in parameters(model).items():
+        np.testing.assert_array_equal(value, 0.0, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"optimizer": "adamax"}, "unknown optimizer 'adamax'"),
+        ({"table_optimizer": "ftrl"}, "unknown table optimizer 'ftrl'"),
+        ({"schedule": "linear"}, "unknown schedule 'linear'"),
+        ({"learning_rate": 0.0}, "learning_rate must be a positive finite number"),
+        ({"table_learning_rate": math.nan}, "table_learning_rate must be a positive finite number"),
+        ({"clip_norm": -1.0}, "clip_norm must be a positive finite number"),
+        ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0"),
+        ({"max_steps": 0}, "max_steps must be an integer of at least 1"),
+        ({"warmup_steps": -1}, "warmup_steps must be an integer of at least 0"),
+        ({"checkpoint_every": 0}, "checkpoint_every must be an integer of at least 1"),
+    ],
+)
+def test_trainer_rejects_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(**options)
+
+
+def test_trainer_rejects_sparse_string():
+    with pytest.raises(TypeError, match="not a single string"):
+        Trainer(sparse="attraction")
+
+
+# ---------------------------------------------------------------- NaN guard
+
+
+def test_nan_loss_stops_with_last_good_parameters():
+    # Session 77 has weight nan. With batches of 32 in the seed's order it sits in some step k of
+    # epoch 1; the error names that step and its rows, and the model keeps the parameters after
+    # step k - 1, which a run stopped by max_steps at k steps reproduces.
+    log, _ = simulate_pbm(sessions=320, pairs=20, theta=THETA, seed=12)
+    log.columns["weight"][77] = np.nan
+    clean = ClickLog(columns={name: column.copy() for name, column in log.columns.items()}, positions=4)
+    clean.columns["weight"][77] = 1.0
+    model = pbm(20)
+
+    with pytest.raises(TrainingDivergedError, match="not finite in epoch 1, step") as error:
+        Trainer(epochs=3, batch_size=32, seed=1).fit(model, log)
+
+    assert error.value.epoch == 1
+    assert 77 in error.value.rows
+    assert len(error.value.rows) == 32
+    assert error.value.global_step == error.value.step
+    assert error.value.step > 0
+    reference = pbm(20)
+    Trainer(epochs=3, batch_size=32, seed=1, max_steps=error.value.global_step).fit(reference, clean)
+    expected = parameters(reference)
+    for key, value in parameters(model).items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
+
+
+def test_nan_from_id_outside_table():
+    log, _ = simulate_pbm(sessions=64, pairs=20, theta=THETA, seed=13)
+    log.columns["query_doc_id"][5, 0] = 500
+    with pytest.raises(TrainingDivergedError, match="ids outside the model's tables"):
+        Trainer(epochs=1, batch_size=64, oov_rate=0.0).fit(pbm(20), log)
+
+
+# ---------------------------------------------------------------- penalty hook
+
+
+class PenalisedLogit(nnx.Module):
+    """One parameter with the penalty strength / 2 * value**2."""
+
+    def __init__(self, strength: float):
+        self.strength = strength
+        self.value = nnx.Param(jnp.asarray(0.0))
+
+    def penalty(self):
+        return self.strength / 2 * self.value[...] ** 2
+
+
+class SquaredErrorModel(nnx.Module):
+    """Loss (value - 1)**2, whatever the batch."""
+
+    def __init__(self, strength: float):
+        self.prior = PenalisedLogit(strength)
+
+    def loss(self, batch):
+        return (self.prior.value[...] - 1.0) ** 2
+
+
+def test_penalty_divided_by_training_results():
+    # 50 sessions of 4 real results each: 200 weighted results. The objective is
+    # (v - 1)**2 + 40 / 2 * v**2 / 200, whose gradient at v = 0 is -2, so one SGD step at rate 0.1
+    # gives 0.2. At v = 0.2 the gradient is 2 * (0.2 - 1) + 40 * 0.2 / 200 = -1.56: 0.356.
+    log, _ = simulate_pbm(sessions=50, pairs=10, theta=THETA, seed=14)
+    model = SquaredErrorModel(strength=40.0)
+
+    Trainer("sgd", learning_rate=0.1, max_steps=2, batch_size=25).fit(model, log)
+
+    assert math.isclose(float(model.prior.value[...]), 0.356, rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------- streamed batches
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_pipeline_stream_skips_to_first_step(prefetch):
+    # Five streamed batches whose weight column is their step number; a run resumed at step 2 and
+    # stopped before step 4 gets steps 2 and 3, with no log rows to report.
+    stream = ({"weight": np.full(4, step, np.float32)} for step in range(5))
+    log = ClickLog(columns={"weight": np.zeros(0, np.float32)}, positions=1)
+    with BatchPipeline(log, None, 4, range(2, 4), lambda batch: batch, prefetch, stream=stream) as pipeline:
+        items = list(pipeline)
+
+    assert [step for step, _, _ in items] == [2, 3]
+    assert [float(batch["weight"][0]) for _, _, batch in items] == [2.0, 3.0]
+    assert all(len(rows) == 0 for _, rows, _ in items)
+
+
+def test_pipeline_needs_order_or_stream():
+    log = ClickLog(columns={"weight": np.zeros(0, np.float32)}, positions=1)
+    with pytest.raises(ValueError, match="either the epoch's session order or a stream"):
+        BatchPipeline(log, None, 4, range(1), lambda batch: batch, 0)
+
+
+def test_diverged_error_on_streamed_batch():
+    error = TrainingDivergedError(2, 3, 13, np.zeros(0, np.int64))
+    assert "on a batch streamed from disk" in str(error)
+    assert "rows []" not in str(error)
