@@ -16,7 +16,6 @@ from clickjax.training import Trainer
 from simulation import simulate_pbm
 
 TESTS = Path(__file__).parent
-PYTHON_SOURCE = TESTS.parent / "python"
 
 # 640 sessions in batches of 32: 20 steps per epoch, 60 in all; checkpoints every 6 steps.
 OPTIONS = dict(epochs=3, batch_size=32, seed=5, checkpoint_every=6, patience=10)
@@ -66,7 +65,12 @@ def saved_steps(folder: Path) -> list[int]:
 
 def test_killed_run_resumes_to_same_parameters(tmp_path):
     folder = tmp_path / "checkpoints"
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PYTHON_SOURCE), str(TESTS)])}
+    # The subprocess imports clickjax as the tests do: the installed package, or the sources when
+    # PYTHONPATH names them.
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path for path in [str(TESTS), os.environ.get("PYTHONPATH", "")] if path),
+    }
     process = subprocess.Popen(
         [sys.executable, "-c", TRAINING_SCRIPT.format(options=OPTIONS), str(folder)],
         env=environment,

@@ -37,6 +37,7 @@ from clickjax.errors import ClickjaxError
 from clickjax.ingest import DEFAULT_SHARD_SESSIONS, SPLIT_BY, ingest, parse_splits, read_load_report
 from clickjax.memory import format_bytes, parse_bytes
 from clickjax.models import MODELS
+from clickjax.pair_tables import TABLE_KINDS
 from clickjax.progress import Progress
 from clickjax.run import TrainingConfig, train_and_evaluate
 from clickjax.simulation import SimulationConfig, run_simulation, truth_path
@@ -156,6 +157,19 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     train.add_argument(
         "--drop-sessions-without-clicks", action="store_true",
         help="drop sessions without any click (kept by default, since dropping them biases examination estimates)",
+    )
+    train.add_argument(
+        "--pair-table", choices=TABLE_KINDS, default="table",
+        help="per-pair parameters (attraction, satisfaction): a full table over the vocabulary (table, default), or a "
+        "table compressed by signed hashing (hashed), quotient-remainder (qr) or ROBE-D (robe) over query_doc_hash",
+    )
+    train.add_argument(
+        "--compression", type=float, default=1.0, metavar="RATIO",
+        help="pairs per entry of a compressed --pair-table, at least 1 (default: 1)",
+    )
+    train.add_argument(
+        "--prior", default="none", metavar="PRIOR",
+        help="prior of the per-pair parameters: none (default), l2:STRENGTH or beta:A,B; see docs/parameters.md",
     )
     _add_training_options(train)
     _add_scaling_options(train)
@@ -444,6 +458,9 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
         drop_sessions_without_clicks=getattr(args, "drop_sessions_without_clicks", False),
         data_parallel=getattr(args, "data_parallel", False),
         shard_tables=getattr(args, "shard_tables", False),
+        pair_table=getattr(args, "pair_table", "table"),
+        compression=getattr(args, "compression", 1.0),
+        prior=getattr(args, "prior", "none"),
         **paths,
     )
 

@@ -49,6 +49,7 @@ from clickjax.distributed import DataParallel, read_process_log
 from clickjax.memory import MemoryEstimate, available_memory, estimate_training_memory, format_bytes
 from clickjax.metrics import evaluate
 from clickjax.models import MODELS
+from clickjax.pair_tables import pair_table_modules, parse_prior
 from clickjax.progress import Progress
 from clickjax.report import LoadReport
 from clickjax.serialization import VOCABULARY_FILE, save_model, training_pairs
@@ -104,6 +105,11 @@ class TrainingConfig:
     # per-pair tables. Several processes always split their batches.
     data_parallel: bool = False
     shard_tables: bool = False
+    # Per-pair parameters: `table`, or a compressed table (`hashed`, `qr`, `robe`) keeping
+    # pairs / compression entries; the prior as text (`none`, `l2:STRENGTH`, `beta:A,B`).
+    pair_table: str = "table"
+    compression: float = 1.0
+    prior: str = "none"
     optimizer: str = "adam"
     table_optimizer: str = DEFAULT_TABLE_OPTIMIZER
     table_learning_rate: float = DEFAULT_TABLE_LEARNING_RATE
@@ -126,6 +132,9 @@ class TrainingConfig:
             value = getattr(self, option)
             if value < 1:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+        # Build the per-pair modules once, so that a bad --pair-table, --compression or --prior
+        # fails before any log is read.
+        pair_table_modules(self.model, self.pair_table, pairs=2, compression=self.compression, prior=parse_prior(self.prior))
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"--learning-rate must be a positive finite number, got {self.learning_rate}")
         try:
@@ -217,7 +226,17 @@ def train_and_evaluate(
     _check_memory(config, table_rows, validation is not None, max_memory, on_memory)
 
     def build_model():
-        return MODELS[config.model](positions=config.positions, query_doc_pairs=table_rows, rngs=nnx.Rngs(config.seed))
+        modules = pair_table_modules(
+            config.model,
+            config.pair_table,
+            pairs=table_rows,
+            compression=config.compression,
+            prior=parse_prior(config.prior),
+            seed=config.seed,
+        )
+        return MODELS[config.model](
+            positions=config.positions, query_doc_pairs=table_rows, rngs=nnx.Rngs(config.seed), **modules
+        )
 
     model = build_model() if parallel is None else parallel.create_model(build_model)
     if writes_output:
