@@ -20,7 +20,9 @@ from clickjax.metrics import UNSEEN_POLICIES, Metrics, evaluate, reads_vocabular
 from clickjax.plots import read_run_json
 from clickjax.progress import Progress
 from clickjax.ranking import DEFAULT_CUTOFFS, RankingMetrics, ranking_metrics
+from clickjax.ingest import vocabulary_id
 from clickjax.serialization import VOCABULARY_FILE, load_model
+from clickjax.shards import ShardReader
 from clickjax.vocabulary import load_vocabulary
 
 __all__ = ["add_evaluation_commands"]
@@ -132,17 +134,31 @@ def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog:
             "min_results": config.get("min_results", 1),
             "drop_sessions_without_clicks": config.get("drop_sessions_without_clicks", False),
         }
+    vocabulary = _load_vocabulary(model_dir, model)
+    if args.format == "parquet" and reads_vocabulary_ids(model):
+        _check_shard_vocabulary(args.test, vocabulary, model_dir)
     with bars.bar(f"reading the test log for {model_dir}", unit=" sessions") as bar:
         return ClickLog.read(
             args.format,
             [str(path) for path in args.test],
-            _load_vocabulary(model_dir, model),
+            vocabulary,
             # Annotation lists run to about 60 results and are padded to their own length.
             positions=None if annotation else model.positions,
             on_error=args.on_error,
             document_key=config.get("document_key") if not annotation else None,
             on_batch=bar.update,
             **rules,
+        )
+
+
+def _check_shard_vocabulary(paths, vocabulary: Vocabulary, model_dir: Path) -> None:
+    # Shards carry their own ids: they fit the model only if they were encoded with its vocabulary.
+    entry = ShardReader([str(path) for path in paths]).vocabulary
+    if entry is not None and entry.get("id") != vocabulary_id(vocabulary):
+        raise ValueError(
+            f"the test shards {', '.join(map(str, paths))} were encoded with another vocabulary than the model in "
+            f"{model_dir}, so their ids do not match; ingest the test log with --vocabulary "
+            f"{model_dir / 'model' / VOCABULARY_FILE}"
         )
 
 

@@ -47,6 +47,8 @@ __all__ = [
     "ingest",
     "parse_splits",
     "read_load_report",
+    "shard_vocabulary_path",
+    "vocabulary_id",
 ]
 
 PathLike = str | os.PathLike
@@ -574,7 +576,7 @@ def _describe_vocabulary(vocabulary: Vocabulary) -> dict:
     return {
         # Relative to the top ingest folder, also in the manifests of split subfolders.
         "file": VOCABULARY_NAME,
-        "id": _vocabulary_id(vocabulary),
+        "id": vocabulary_id(vocabulary),
         "frozen": vocabulary.frozen,
         "query_table_size": vocabulary.query_table_size,
         "document_table_size": vocabulary.document_table_size,
@@ -582,8 +584,8 @@ def _describe_vocabulary(vocabulary: Vocabulary) -> dict:
     }
 
 
-def _vocabulary_id(vocabulary: Vocabulary) -> str:
-    """Hash the ids of a vocabulary: equal for shards encoded with the same ids, whatever the counts.
+def vocabulary_id(vocabulary: Vocabulary) -> str:
+    """Hash the ids of a vocabulary: equal for vocabularies with the same ids, whatever the counts.
 
     A vocabulary loaded from the `vocabulary.parquet` of an earlier ingest and kept frozen gets
     the id of that ingest, so readers accept its shards together with the earlier ones.
@@ -606,3 +608,19 @@ def _write_json(path: Path, value: dict) -> None:
 
 def _dtype_name(arrow_type: pa.DataType) -> str:
     return np.dtype(arrow_type.to_pandas_dtype()).name
+
+
+def shard_vocabulary_path(paths: Sequence[PathLike]) -> Path | None:
+    """Find the `vocabulary.parquet` of the ingest that wrote the shards `paths`, or None.
+
+    A path is an ingest folder, a split subfolder or a shard file; the vocabulary sits in the top
+    ingest folder, so the folder of the path and up to two folders above it are searched.
+    """
+    for path in paths:
+        folder = Path(path)
+        if not folder.is_dir():
+            folder = folder.parent
+        for candidate in [folder, *list(folder.parents)[:2]]:
+            if (candidate / VOCABULARY_NAME).is_file():
+                return candidate / VOCABULARY_NAME
+    return None

@@ -34,6 +34,7 @@ import logging
 import math
 import platform
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,7 @@ from flax import nnx
 from clickjax import __version__
 from clickjax.data import ClickLog, Vocabulary
 from clickjax.distributed import DataParallel, read_process_log
+from clickjax.ingest import shard_vocabulary_path
 from clickjax.memory import MemoryEstimate, available_memory, estimate_training_memory, format_bytes
 from clickjax.metrics import evaluate
 from clickjax.models import MODELS
@@ -317,10 +319,13 @@ def train_and_evaluate(
         pairs=pairs,
     )
     # `clickjax evaluate` and `export` read new logs with the training ids through this file.
-    # NOTE: Parquet shards carry the ids of the vocabulary they were ingested with, which stays
-    # with the shards, so a model trained on them is saved without one.
+    # Parquet shards carry the ids of the vocabulary they were ingested with, so that one is kept.
     if config.format != "parquet":
         save_vocabulary(vocabulary, output / "model" / VOCABULARY_FILE)
+    elif (shard_vocabulary := shard_vocabulary_path(config.train)) is not None:
+        shutil.copyfile(shard_vocabulary, output / "model" / VOCABULARY_FILE)
+    else:
+        logger.warning("no vocabulary.parquet beside the training shards: the model is saved without a vocabulary")
     # Per-pair counts, estimates and standard errors; GCTR and RCTR have no pair tables. Process 0
     # holds only its own share of the training log, so a run of several processes writes none.
     if pair_table_roles(model) and jax.process_count() == 1:
