@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use flate2::bufread::MultiGzDecoder;
+use memchr::memchr;
 
 use crate::error::{Error, Result};
 
@@ -296,6 +297,30 @@ pub fn decompressed_size(path: &Path) -> Result<u64> {
     }
 }
 
+/// Appends the bytes up to and including the next LF to `line`, like [`BufRead::read_until`],
+/// and returns their count. It finds the LF with the `memchr` crate, which is faster than the
+/// search of the standard library on lines of about a hundred bytes.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        let (used, done) = match memchr(b'\n', available) {
+            Some(end) => (end + 1, true),
+            None => (available.len(), available.is_empty()),
+        };
+        line.extend_from_slice(&available[..used]);
+        reader.consume(used);
+        read += used;
+        if done {
+            return Ok(read);
+        }
+    }
+}
+
 /// Reads the physical lines of one input file and counts them.
 pub struct LineReader {
     path: PathBuf,
@@ -367,9 +392,9 @@ impl LineReader {
         }
         self.line.clear();
         let read = match &mut self.text {
-            Text::Plain(reader) => reader.read_until(b'\n', &mut self.line),
-            Text::Gzip(reader) => reader.read_until(b'\n', &mut self.line),
-            Text::ThreadedGzip(reader) => reader.read_until(b'\n', &mut self.line),
+            Text::Plain(reader) => read_line(reader, &mut self.line),
+            Text::Gzip(reader) => read_line(reader, &mut self.line),
+            Text::ThreadedGzip(reader) => read_line(reader, &mut self.line),
         };
 
         match read {
