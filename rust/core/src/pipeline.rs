@@ -34,6 +34,10 @@ use crate::yandex::YandexParser;
 const SESSIONS_PER_CHUNK: usize = 256;
 
 /// Messages a worker may send ahead of the reader for one file.
+///
+/// NOTE: a worker whose file is not the one being handed out stops after these chunks, about
+/// 1,000 sessions. Files much larger than that parse one after another whatever the number of
+/// workers, and only a decompression thread (more threads than files) overlaps their work.
 const CHUNKS_PER_FILE: usize = 4;
 
 /// Opens the parser of `format` on one file, which decompresses on a thread of its own if
