@@ -77,8 +77,33 @@ def test_dropped_iterator_joins_workers(tmp_path):
     before = thread_count()
     reader = read_batches("wscd", paths, Vocabulary(), batch_size=10, threads=4)
     next(reader)
-    # Four workers and four decompression threads, blocked on full channels.
-    assert thread_count() >= before + 4
+    # Four workers, each decompressing its file inline, blocked on full channels.
+    assert thread_count() == before + 4
+    del reader
+    gc.collect()
+    assert thread_count() == before
+
+
+@pytest.mark.parametrize(
+    ("files", "threads", "started"),
+    [
+        (1, 1, 1),  # one worker that decompresses inline
+        (3, 1, 1),  # one worker, file after file
+        (1, 2, 2),  # a worker and the decompression thread of its file
+        (1, 5, 2),  # a file has at most one decompression thread
+        (2, 2, 2),  # two workers, each decompressing inline
+    ],
+)
+def test_threads_is_the_thread_budget(tmp_path, files, threads, started):
+    # About 6 MB of text per file, far more than the channels hold, so that no thread of the
+    # first file finishes while the caller holds its first small batch.
+    paths = [write_gzip(tmp_path / f"part-{file}.gz", wscd_text(file, 200_000)) for file in range(files)]
+    gc.collect()
+    before = thread_count()
+    reader = read_batches("wscd", paths, Vocabulary(), batch_size=10, threads=threads)
+    first = next(reader)
+    assert first.num_rows == 10
+    assert thread_count() == before + started
     del reader
     gc.collect()
     assert thread_count() == before

@@ -245,9 +245,10 @@ class BatchReader:
                 xxh3 of the title tokens, a 0x00 byte and the abstract tokens, which Baidu click
                 logs share with annotation files.
             query_key: Yandex only: `"query_region"` (default) or `"query"`.
-            threads: Files parsed at once on worker threads, from 1 to 256; None (default) takes
-                the number of cores available to the process. A gzip file is also decompressed
-                on a thread of its own. Batches, ids and counters are the same for every value.
+            threads: Worker threads of the reader, decompression included, from 1 to 256; None
+                (default) takes the number of cores available to the process. Up to this many
+                files parse at once, and threads not needed for that decompress gzip files being
+                parsed. Batches, ids and counters are the same for every value.
 
         Raises:
             ValueError: An option is invalid or does not apply to the format; the message names

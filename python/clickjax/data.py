@@ -160,9 +160,10 @@ def read_batches(
         (default) or `"query_id"`.
       features: `long` and `hf-baidu` only: columns concatenated into a float32 `features`
         column, `[batch, positions, features]` (see `clickjax.formats.long.feature_matrix`).
-      threads: files parsed at once on worker threads, 1 to 256; None takes the number of cores
-        available. Each gzip file also gets a decompression thread. The batches and ids are the
-        same for every value. The columnar formats (`long`, `hf-baidu`, `parquet`) ignore it.
+      threads: worker threads of the reader, decompression included, 1 to 256; None takes the
+        number of cores available. Up to this many files parse at once, and spare threads
+        decompress gzip files being parsed. The batches and ids are the same for every value.
+        The columnar formats (`long`, `hf-baidu`, `parquet`) ignore it.
 
     Returns:
       An iterator of `pyarrow.RecordBatch` with the batch contract's columns; its `stats` property

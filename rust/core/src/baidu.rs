@@ -125,12 +125,25 @@ impl Values {
     }
 }
 
-fn parse_line(line: &[u8], config: &ParserConfig, values: &mut Values) -> ParsedLine {
+/// Fields of a document line that the parser reads with `config`: those up to `click` and to
+/// the last behaviour column requested. Splitting a line stores no field after them.
+fn fields_read(config: &ParserConfig) -> usize {
+    let behaviour = config.behaviour.iter().map(|column| column.index + 1);
+    behaviour.fold(column::CLICK + 1, usize::max)
+}
+
+/// Classifies a line and parses its fields, storing the first `stored` fields of a split.
+fn parse_line(
+    line: &[u8],
+    config: &ParserConfig,
+    stored: usize,
+    values: &mut Values,
+) -> ParsedLine {
     if line.is_empty() {
         return ParsedLine::Blank;
     }
     let mut fields: [&[u8]; DOCUMENT_FIELDS] = [&[]; DOCUMENT_FIELDS];
-    match split_fields(line, &mut fields) {
+    match split_fields(line, &mut fields[..stored]) {
         QUERY_FIELDS => {
             if config.keys {
                 values.set_key(&[fields[1]]);
@@ -259,6 +272,8 @@ pub struct BaiduParser {
     lines: LineReader,
     rejector: Rejector,
     config: ParserConfig,
+    /// Fields stored when a line is split: [`fields_read`] of `config`.
+    stored_fields: usize,
     building: Session,
     state: SessionState,
     /// Positions taken so far in the current session.
@@ -274,6 +289,7 @@ impl BaiduParser {
             lines,
             rejector,
             config: config.clone(),
+            stored_fields: fields_read(config),
             building: Session::default(),
             state: SessionState::None,
             rank: 0,
@@ -372,7 +388,8 @@ impl SessionSource for BaiduParser {
             }
             stats.lines_read += 1;
 
-            match parse_line(self.lines.line(), &self.config, &mut self.values) {
+            let line = self.lines.line();
+            match parse_line(line, &self.config, self.stored_fields, &mut self.values) {
                 ParsedLine::Blank => {}
                 ParsedLine::Query(Ok(query_key)) => {
                     let finished = self.close_session(session, stats);

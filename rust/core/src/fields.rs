@@ -3,21 +3,73 @@
 //! Every check takes raw bytes, so a line with invalid UTF-8 or stray control bytes fails a check
 //! and becomes a parse error of its field instead of reaching a `str` conversion.
 
-use memchr::memchr_iter;
-
 /// Splits `line` on TAB into `fields` and returns the number of fields. The count can exceed the
 /// length of `fields`, and fields beyond it are counted but not stored.
+///
+/// Click-log lines have many short fields, for which a `memchr` call per TAB costs more than
+/// the search itself, so the line is scanned eight bytes at a time in one pass instead. Once
+/// `fields` is full, the TABs of a word are only counted.
 pub fn split_fields<'a>(line: &'a [u8], fields: &mut [&'a [u8]]) -> usize {
-    let mut count = 0;
-    let mut start = 0;
-    for end in memchr_iter(b'\t', line).chain(std::iter::once(line.len())) {
-        if let Some(slot) = fields.get_mut(count) {
-            *slot = line.get(start..end).unwrap_or_default();
+    let mut splitter = FieldSplitter {
+        line,
+        fields,
+        count: 0,
+        start: 0,
+    };
+    let mut words = line.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        let mut tabs = tab_bytes(u64::from_le_bytes(bytes));
+        if splitter.count >= splitter.fields.len() {
+            splitter.count += tabs.count_ones() as usize;
+            offset += 8;
+            continue;
         }
-        start = end + 1;
-        count += 1;
+        while tabs != 0 {
+            splitter.end_field(offset + (tabs.trailing_zeros() / 8) as usize);
+            tabs &= tabs - 1;
+        }
+        offset += 8;
     }
-    count
+    for (index, &byte) in words.remainder().iter().enumerate() {
+        if byte == b'\t' {
+            splitter.end_field(offset + index);
+        }
+    }
+    splitter.end_field(line.len());
+    splitter.count
+}
+
+/// Marks each TAB byte of a little-endian word with its high bit, and clears every other bit.
+/// The sum cannot carry from one byte into the next, so every mark is exact.
+fn tab_bytes(word: u64) -> u64 {
+    const LOW_SEVEN: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const TABS: u64 = 0x0909_0909_0909_0909;
+    let zero_where_tab = word ^ TABS;
+    // The high bit of a byte of `nonzero` is set where the byte of `zero_where_tab` is not 0.
+    let nonzero = ((zero_where_tab & LOW_SEVEN) + LOW_SEVEN) | zero_where_tab;
+    !(nonzero | LOW_SEVEN)
+}
+
+/// Fields of a line found so far by [`split_fields`].
+struct FieldSplitter<'a, 'b> {
+    line: &'a [u8],
+    fields: &'b mut [&'a [u8]],
+    count: usize,
+    start: usize,
+}
+
+impl FieldSplitter<'_, '_> {
+    /// Ends the current field just before byte `end`, a TAB or the end of the line.
+    fn end_field(&mut self, end: usize) {
+        if let Some(slot) = self.fields.get_mut(self.count) {
+            *slot = self.line.get(self.start..end).unwrap_or_default();
+        }
+        self.start = end + 1;
+        self.count += 1;
+    }
 }
 
 /// Parses unsigned decimal digits; None if empty, not all digits, or above `u64::MAX`.
@@ -71,6 +123,30 @@ mod tests {
         assert_eq!(fields, [b"a".as_slice(), b"b".as_slice()]);
         assert_eq!(split_fields(b"", &mut fields), 1);
         assert_eq!(fields[0], b"");
+    }
+
+    #[test]
+    fn split_matches_naive_split_at_every_offset() {
+        // TABs at every offset of the eight-byte words and in the remainder, next to bytes one
+        // apart from TAB and to bytes with the high bit set.
+        let alphabet = [b'\t', b'\x08', b'\x0a', b'\x89', b'\xff', b'a', b'\x00'];
+        for length in 0..40 {
+            for seed in 0..50usize {
+                let line: Vec<u8> = (0..length)
+                    .map(|index| alphabet[(index * 7 + seed * 13 + index * index * seed) % 7])
+                    .collect();
+                let expected: Vec<&[u8]> = line.split(|&byte| byte == b'\t').collect();
+                let mut fields: [&[u8]; 64] = [&[]; 64];
+                let count = split_fields(&line, &mut fields);
+                assert_eq!(count, expected.len(), "{line:?}");
+                assert_eq!(&fields[..count], expected.as_slice(), "{line:?}");
+                // With fewer slots than fields, the first fields and the count stay the same.
+                let mut few: [&[u8]; 3] = [&[]; 3];
+                assert_eq!(split_fields(&line, &mut few), expected.len(), "{line:?}");
+                let stored = expected.len().min(3);
+                assert_eq!(&few[..stored], &expected[..stored], "{line:?}");
+            }
+        }
     }
 
     #[test]

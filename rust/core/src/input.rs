@@ -6,17 +6,21 @@
 //! that ends early or fails its checksum surfaces as [`Error::CorruptInput`] with the compressed
 //! byte offset and the last complete line, and the partial line at the damage is never returned.
 //!
-//! A gzip file is decompressed on a thread of its own, which hands chunks of text to the parsing
-//! thread through a bounded channel, so that parsing and decompression overlap and at most
-//! four chunks of 256 KiB wait at a time.
+//! A gzip file is decompressed on the parsing thread, unless the reader grants it a
+//! decompression thread of its own (see [`DecompressionThreads`]). That thread hands chunks of
+//! text to the parsing thread through a bounded channel, so that parsing and decompression
+//! overlap and at most four chunks of 256 KiB wait at a time.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use flate2::bufread::MultiGzDecoder;
+use memchr::memchr;
 
 use crate::error::{Error, Result};
 
@@ -59,6 +63,46 @@ impl<R: BufRead> BufRead for ConsumedBytes<R> {
 }
 
 type GzipDecoder = MultiGzDecoder<ConsumedBytes<BufReader<File>>>;
+
+/// Decompression threads that the files of one reader may start, shared by its workers, so
+/// that parsing and decompression threads together stay within the reader's thread budget.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DecompressionThreads {
+    free: Arc<AtomicUsize>,
+}
+
+impl DecompressionThreads {
+    /// Allows `count` decompression threads at a time.
+    pub(crate) fn new(count: usize) -> Self {
+        DecompressionThreads {
+            free: Arc::new(AtomicUsize::new(count)),
+        }
+    }
+
+    /// Takes one thread of the budget, or returns None when every one is in use.
+    fn take(&self) -> Option<ThreadPermit> {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(1)
+            })
+            .ok()
+            .map(|_| ThreadPermit {
+                free: Arc::clone(&self.free),
+            })
+    }
+}
+
+/// One decompression thread of a [`DecompressionThreads`] budget, returned to it on drop.
+#[derive(Debug)]
+struct ThreadPermit {
+    free: Arc<AtomicUsize>,
+}
+
+impl Drop for ThreadPermit {
+    fn drop(&mut self) {
+        self.free.fetch_add(1, Ordering::AcqRel);
+    }
+}
 
 /// What the decompression thread sends to the parsing thread.
 enum Chunk {
@@ -120,10 +164,12 @@ struct ThreadedGzip {
     failure_offset: Option<u64>,
     finished: bool,
     thread: Option<JoinHandle<()>>,
+    /// Returned to the budget after `Drop::drop` joins the thread, because fields drop after it.
+    _permit: ThreadPermit,
 }
 
 impl ThreadedGzip {
-    fn start(decoder: GzipDecoder) -> io::Result<Self> {
+    fn start(decoder: GzipDecoder, permit: ThreadPermit) -> io::Result<Self> {
         let (chunk_sender, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
         let (spare, spare_receiver) = mpsc::sync_channel(CHUNKS_IN_FLIGHT + 1);
         let thread = thread::Builder::new()
@@ -138,6 +184,7 @@ impl ThreadedGzip {
             failure_offset: None,
             finished: false,
             thread: Some(thread),
+            _permit: permit,
         })
     }
 }
@@ -207,7 +254,10 @@ impl Drop for ThreadedGzip {
 /// The decompressed text of one file.
 enum Text {
     Plain(BufReader<File>),
-    Gzip(Box<ThreadedGzip>),
+    /// Gzip decompressed on the thread that reads the lines.
+    Gzip(Box<BufReader<GzipDecoder>>),
+    /// Gzip decompressed on a thread of its own.
+    ThreadedGzip(Box<ThreadedGzip>),
 }
 
 /// Decompresses a gzip file on the calling thread and returns the number of decompressed bytes.
@@ -247,6 +297,30 @@ pub fn decompressed_size(path: &Path) -> Result<u64> {
     }
 }
 
+/// Appends the bytes up to and including the next LF to `line`, like [`BufRead::read_until`],
+/// and returns their count. It finds the LF with the `memchr` crate, which is faster than the
+/// search of the standard library on lines of about a hundred bytes.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        let (used, done) = match memchr(b'\n', available) {
+            Some(end) => (end + 1, true),
+            None => (available.len(), available.is_empty()),
+        };
+        line.extend_from_slice(&available[..used]);
+        reader.consume(used);
+        read += used;
+        if done {
+            return Ok(read);
+        }
+    }
+}
+
 /// Reads the physical lines of one input file and counts them.
 pub struct LineReader {
     path: PathBuf,
@@ -257,10 +331,17 @@ pub struct LineReader {
 }
 
 impl LineReader {
-    /// Opens `path` and detects gzip from its first two bytes.
+    /// Opens `path` and detects gzip from its first two bytes. A gzip file is decompressed on
+    /// the calling thread.
     ///
     /// A missing file is [`Error::NotFound`]; any other failure is [`Error::Io`].
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &DecompressionThreads::default())
+    }
+
+    /// Opens `path` like [`LineReader::open`], and decompresses a gzip file on a thread of its
+    /// own if `threads` has one free.
+    pub(crate) fn open_with(path: &Path, threads: &DecompressionThreads) -> Result<Self> {
         let io_error = |source: io::Error| match source.kind() {
             io::ErrorKind::NotFound => Error::NotFound {
                 path: path.to_path_buf(),
@@ -284,7 +365,12 @@ impl LineReader {
                 consumed: 0,
             };
             let decoder = MultiGzDecoder::new(counted);
-            Text::Gzip(Box::new(ThreadedGzip::start(decoder).map_err(io_error)?))
+            match threads.take() {
+                Some(permit) => Text::ThreadedGzip(Box::new(
+                    ThreadedGzip::start(decoder, permit).map_err(io_error)?,
+                )),
+                None => Text::Gzip(Box::new(BufReader::with_capacity(CHUNK_BYTES, decoder))),
+            }
         } else {
             Text::Plain(buffered)
         };
@@ -306,8 +392,9 @@ impl LineReader {
         }
         self.line.clear();
         let read = match &mut self.text {
-            Text::Plain(reader) => reader.read_until(b'\n', &mut self.line),
-            Text::Gzip(reader) => reader.read_until(b'\n', &mut self.line),
+            Text::Plain(reader) => read_line(reader, &mut self.line),
+            Text::Gzip(reader) => read_line(reader, &mut self.line),
+            Text::ThreadedGzip(reader) => read_line(reader, &mut self.line),
         };
 
         match read {
@@ -356,10 +443,15 @@ impl LineReader {
             source.kind(),
             io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
         );
-        match &self.text {
-            Text::Gzip(reader) if decoding_failure => Error::CorruptInput {
+        let offset = match &self.text {
+            Text::Gzip(reader) => Some(reader.get_ref().get_ref().consumed),
+            Text::ThreadedGzip(reader) => Some(reader.failure_offset.unwrap_or(0)),
+            Text::Plain(_) => None,
+        };
+        match offset {
+            Some(offset) if decoding_failure => Error::CorruptInput {
                 path: self.path.clone(),
-                offset: reader.failure_offset.unwrap_or(0),
+                offset,
                 lineno: self.lineno,
                 cause: source.to_string(),
             },
@@ -376,13 +468,22 @@ pub(crate) mod tests {
     use super::*;
     use crate::test_files::{gzip, gzip_members, TempFile};
 
-    fn read_all_lines(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
-        let mut reader = LineReader::open(path)?;
+    fn read_lines_with(path: &Path, threads: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut reader = LineReader::open_with(path, &DecompressionThreads::new(threads))?;
         let mut lines = Vec::new();
         while reader.advance()? {
             lines.push((reader.lineno(), reader.line().to_vec()));
         }
         Ok(lines)
+    }
+
+    /// Reads the lines with inline decompression, checking that a decompression thread reads
+    /// the same lines or fails with the same error.
+    fn read_all_lines(path: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
+        let inline = read_lines_with(path, 0);
+        let threaded = read_lines_with(path, 1);
+        assert_eq!(format!("{inline:?}"), format!("{threaded:?}"));
+        inline
     }
 
     const TEXT: &[u8] = b"first\r\n\nthird line\nlast without newline";
@@ -441,8 +542,13 @@ pub(crate) mod tests {
         let compressed = gzip(&text);
         let cut = compressed.len() / 2;
         let file = TempFile::new("truncated.gz", &compressed[..cut]);
+        for threads in [0, 1] {
+            check_truncated_read(file.path(), threads, cut as u64);
+        }
+    }
 
-        let mut reader = LineReader::open(file.path()).unwrap();
+    fn check_truncated_read(path: &Path, threads: usize, cut: u64) {
+        let mut reader = LineReader::open_with(path, &DecompressionThreads::new(threads)).unwrap();
         let mut lines = Vec::new();
         let error = loop {
             match reader.advance() {
@@ -459,13 +565,13 @@ pub(crate) mod tests {
         }
         match error {
             Error::CorruptInput {
-                path,
+                path: reported,
                 offset,
                 lineno,
                 ..
             } => {
-                assert_eq!(path, file.path());
-                assert_eq!(offset, cut as u64);
+                assert_eq!(reported, path);
+                assert_eq!(offset, cut);
                 assert_eq!(lineno, lines.len() as u64);
             }
             other => panic!("expected CorruptInput, got {other:?}"),

@@ -180,7 +180,8 @@ pub struct ReaderOptions {
     pub query_key: Option<QueryKey>,
     /// Baidu behaviour columns to emit, in this order.
     pub behaviour: Vec<BehaviourColumn>,
-    /// Files parsed at once on worker threads; each gzip file also has a decompression thread.
+    /// Worker threads of the reader, decompression included: files parsed at once, up to this
+    /// many, and the rest decompress gzip files being parsed. The calling thread is not counted.
     pub threads: usize,
 }
 

@@ -1,6 +1,7 @@
 //! Sessions of several files parsed at once on worker threads and handed out in input order.
 //!
-//! The reader dispatches one file per worker, at most `threads` files at a time, and receives the
+//! The reader dispatches one file per worker, at most `threads` files at a time, and gives the
+//! rest of the `threads` budget to the gzip files as decompression threads. It receives the
 //! sessions of each file through a bounded channel of its own. It drains the channels in file
 //! order, so sessions arrive in file order and then line order whatever the number of threads,
 //! and memory is bounded by `threads` files times [`CHUNKS_PER_FILE`] chunks of
@@ -22,7 +23,7 @@ use crate::annotation::AnnotationParser;
 use crate::baidu::BaiduParser;
 use crate::clickmodels::ClickModelsParser;
 use crate::error::{Error, ErrorPolicy, Rejector, Result};
-use crate::input::LineReader;
+use crate::input::{DecompressionThreads, LineReader};
 use crate::options::{Format, ParserConfig};
 use crate::session::{Session, SessionSource};
 use crate::stats::Stats;
@@ -33,16 +34,22 @@ use crate::yandex::YandexParser;
 const SESSIONS_PER_CHUNK: usize = 256;
 
 /// Messages a worker may send ahead of the reader for one file.
+///
+/// NOTE: a worker whose file is not the one being handed out stops after these chunks, about
+/// 1,000 sessions. Files much larger than that parse one after another whatever the number of
+/// workers, and only a decompression thread (more threads than files) overlaps their work.
 const CHUNKS_PER_FILE: usize = 4;
 
-/// Opens the parser of `format` on one file.
+/// Opens the parser of `format` on one file, which decompresses on a thread of its own if
+/// `decompression` has one free.
 pub(crate) fn open_parser(
     format: Format,
     path: &Path,
     config: &ParserConfig,
     rejector: Rejector,
+    decompression: &DecompressionThreads,
 ) -> Result<Box<dyn SessionSource>> {
-    let lines = LineReader::open(path)?;
+    let lines = LineReader::open_with(path, decompression)?;
     Ok(match format {
         Format::Baidu => Box::new(BaiduParser::new(lines, rejector, config)),
         Format::BaiduAnnotation => {
@@ -63,6 +70,8 @@ pub(crate) struct ParseSettings {
     pub on_error: ErrorPolicy,
     /// Whether to log every skipped session at debug level, because a first pass logged them.
     pub quiet: bool,
+    /// Decompression threads that the files may start, set by [`ParallelSessions::start`].
+    pub decompression: DecompressionThreads,
 }
 
 /// Message of a worker about one file. Each message carries the counters of the sessions parsed
@@ -107,13 +116,17 @@ pub(crate) struct ParallelSessions {
 }
 
 impl ParallelSessions {
-    /// Starts `threads` workers (no more than there are files, and at least one) on `paths`.
+    /// Starts workers on `paths` within a budget of `threads` threads: one worker per file up to
+    /// `threads` (at least one), and the rest of the budget as decompression threads of the gzip
+    /// files being parsed. A file without a free decompression thread decompresses on its
+    /// worker.
     pub(crate) fn start(
         paths: Vec<PathBuf>,
-        settings: ParseSettings,
+        mut settings: ParseSettings,
         threads: usize,
     ) -> Result<Self> {
         let window = threads.clamp(1, paths.len().max(1));
+        settings.decompression = DecompressionThreads::new(threads.saturating_sub(window));
         let (job_sender, job_receiver) = mpsc::sync_channel::<Job>(window);
         let (spare, spare_receiver) = mpsc::sync_channel(window * (CHUNKS_PER_FILE + 1));
         let job_receiver = Arc::new(Mutex::new(job_receiver));
@@ -253,7 +266,14 @@ fn read_file(job: Job, spare: &Mutex<Receiver<Vec<Session>>>, settings: &ParseSe
         Rejector::new(settings.on_error)
     };
     let mut stats = Stats::default();
-    let mut source = match open_parser(settings.format, &job.path, &settings.config, rejector) {
+    let opened = open_parser(
+        settings.format,
+        &job.path,
+        &settings.config,
+        rejector,
+        &settings.decompression,
+    );
+    let mut source = match opened {
         Ok(source) => source,
         Err(error) => {
             let _ = job.output.send(Message::Finished(Err(error), stats));

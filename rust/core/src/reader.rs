@@ -1,10 +1,11 @@
 //! Batches of sessions read from click-log files: picks the parser for the format, applies the
 //! session rules, looks ids up in a shared vocabulary, and yields padded Arrow record batches.
 //!
-//! Up to `threads` files are parsed at once on worker threads (see the `pipeline` module), and
-//! their sessions arrive in file order and then line order. Parsing produces fingerprints only
-//! and ids are assigned on the calling thread as rows enter a batch, so dense ids follow the
-//! input order whatever the number of threads.
+//! Up to `threads` files are parsed at once on worker threads, and threads of that budget not
+//! needed for parsing decompress gzip files (see the `pipeline` module). The sessions arrive in
+//! file order and then line order. Parsing produces fingerprints only and ids are assigned on
+//! the calling thread as rows enter a batch, so dense ids follow the input order whatever the
+//! number of threads.
 //!
 //! Two options need to see the whole input before the first row: `positions=None` (pad to the
 //! largest position of a result, so that no result is truncated) and `min_sessions_per_query` above 1 (count the sessions of each query). With
@@ -22,6 +23,7 @@ use arrow_array::RecordBatch;
 
 use crate::batch::BatchBuilder;
 use crate::error::{Error, Result};
+use crate::input::DecompressionThreads;
 use crate::pipeline::{ParallelSessions, ParseSettings};
 use crate::session::{Session, SessionRules};
 use crate::stats::Stats;
@@ -218,6 +220,7 @@ impl BatchReader {
             },
             on_error: self.options.on_error,
             quiet,
+            decompression: DecompressionThreads::default(),
         };
         ParallelSessions::start(self.paths.clone(), settings, self.options.threads)
     }

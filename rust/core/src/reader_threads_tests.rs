@@ -95,7 +95,8 @@ fn strict_error_in_third_file_comes_after_earlier_files() {
         .map(|(file, text)| TempFile::new(&format!("part-{file}.gz"), &gzip(text)))
         .collect();
     let paths: Vec<&Path> = files.iter().map(TempFile::path).collect();
-    for threads in [1, 4] {
+    // Ten threads give each of the five files a decompression thread.
+    for threads in [1, 4, 10] {
         let (batches, error, stats) = read_with_threads(&paths, threads, small_batches());
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         // Files one and two, then the 100 sessions of file three before the broken line.
@@ -125,9 +126,12 @@ fn corrupt_gzip_skipped_the_same_for_any_threads() {
     assert_eq!(expected_stats.corrupt_inputs, 1);
     assert!(expected_stats.sessions_kept > 600);
     assert!(expected_stats.sessions_kept < 600 + 2000);
-    let (batches, _, stats) = read_with_threads(&paths, 3, options);
-    assert_eq!(batches, expected);
-    assert_eq!(stats, expected_stats);
+    // Three workers decompress inline, and six threads add a decompression thread per file.
+    for threads in [3, 6] {
+        let (batches, _, stats) = read_with_threads(&paths, threads, options.clone());
+        assert_eq!(batches, expected, "threads={threads}");
+        assert_eq!(stats, expected_stats, "threads={threads}");
+    }
 }
 
 #[test]
@@ -136,14 +140,18 @@ fn dropped_reader_stops_workers() {
     let files: Vec<TempFile> = (0..4)
         .map(|file| TempFile::new(&format!("part-{file}.gz"), &gzip(&wscd_text(file, 20_000))))
         .collect();
-    let paths = files.iter().map(|file| file.path().to_path_buf()).collect();
-    let vocabulary = Arc::new(Mutex::new(Vocabulary::new()));
-    let options = ReaderOptions {
-        threads: 4,
-        ..small_batches()
-    };
-    let mut reader = BatchReader::new(Format::Wscd, paths, vocabulary, options).unwrap();
-    assert_eq!(reader.next().unwrap().unwrap().num_rows(), 37);
-    // Dropping joins every worker and decompression thread; a hang here fails the test run.
-    drop(reader);
+    let paths: Vec<PathBuf> = files.iter().map(|file| file.path().to_path_buf()).collect();
+    // Four workers decompress inline, and eight threads add a decompression thread per file.
+    for threads in [4, 8] {
+        let vocabulary = Arc::new(Mutex::new(Vocabulary::new()));
+        let options = ReaderOptions {
+            threads,
+            ..small_batches()
+        };
+        let mut reader =
+            BatchReader::new(Format::Wscd, paths.clone(), vocabulary, options).unwrap();
+        assert_eq!(reader.next().unwrap().unwrap().num_rows(), 37);
+        // Dropping joins every worker and decompression thread; a hang here fails the test run.
+        drop(reader);
+    }
 }
