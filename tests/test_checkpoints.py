@@ -135,3 +135,65 @@ def test_resume_of_finished_run_keeps_result(tmp_path):
     got, want = parameters(again), parameters(first)
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def _wscd_log(path: Path, queries: int, sessions_per_query: int) -> None:
+    rng = np.random.default_rng(0)
+    lines = []
+    for query in range(queries):
+        sessions = []
+        for _ in range(sessions_per_query):
+            urls = [f"u{query}_{doc}" for doc in rng.permutation(8)[:5]]
+            clicked = [url for rank, url in enumerate(urls) if rng.random() < 0.5 / (rank + 1)]
+            sessions.append(f"q{query}\t{','.join(urls)} : {' , '.join(clicked)}")
+        lines.append("; ".join(sessions))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_interrupted_train_says_how_to_resume(tmp_path):
+    log = tmp_path / "log"
+    _wscd_log(log, queries=40, sessions_per_query=50)
+    output = tmp_path / "run"
+    environment = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(path for path in [str(TESTS), os.environ.get("PYTHONPATH", "")] if path),
+    }
+    command = [
+        sys.executable, "-m", "clickjax", "train", "--model", "dbn", "--format", "wscd", "--train", str(log),
+        "--test", str(log), "--output", str(output), "--epochs", "500", "--batch-size", "16",
+        "--checkpoint-every", "5", "--quiet",
+    ]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    try:
+        while not saved_steps(output / "checkpoints"):
+            assert process.poll() is None, f"training ended before it was interrupted:\n{process.stderr.read()}"
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert "clickjax: interrupted" in stderr
+    assert "--resume" in stderr
+
+
+def test_new_run_removes_checkpoints_of_an_earlier_one(tmp_path):
+    from clickjax.cli import main
+
+    log = tmp_path / "log"
+    _wscd_log(log, queries=4, sessions_per_query=10)
+    output = tmp_path / "run"
+    arguments = ["train", "--model", "pbm", "--format", "wscd", "--train", str(log), "--test", str(log),
+                 "--output", str(output), "--batch-size", "8", "--checkpoint-every", "2", "--quiet"]
+    assert main([*arguments, "--epochs", "3"]) == 0
+    earlier = saved_steps(output / "checkpoints")
+    assert max(earlier) == 15
+    # A shorter new run must not keep the longer run's checkpoints, which would block its --resume.
+    assert main([*arguments, "--epochs", "1"]) == 0
+    assert max(saved_steps(output / "checkpoints")) == 5
+    assert main([*arguments, "--epochs", "1", "--resume"]) == 0

@@ -30,7 +30,7 @@ def _run(arguments: list[str]) -> int:
     return main([*arguments, "--quiet"])
 
 
-def test_train_on_shards_then_evaluate_shards_and_raw_logs(tmp_path, capsys):
+def test_shard_model_evaluates_shards_and_logs(tmp_path):
     log = tmp_path / "log"
     _write_wscd(log, _sessions(0))
     shards = tmp_path / "shards"
@@ -60,7 +60,7 @@ def test_train_on_shards_then_evaluate_shards_and_raw_logs(tmp_path, capsys):
     assert json.loads(raw_report.read_text())["models"][str(run)]["unseen_results"] == 0
 
 
-def test_evaluate_rejects_shards_of_another_vocabulary(tmp_path, capsys):
+def test_evaluate_rejects_foreign_shards(tmp_path, capsys):
     first, second = tmp_path / "first", tmp_path / "second"
     _write_wscd(first, _sessions(0))
     _write_wscd(second, _sessions(1))
@@ -77,3 +77,42 @@ def test_evaluate_rejects_shards_of_another_vocabulary(tmp_path, capsys):
     message = capsys.readouterr().err
     assert "encoded with another vocabulary" in message
     assert "--vocabulary" in message
+
+
+def test_split_shards_count_unseen_pairs(tmp_path):
+    # Queries 0-5 only in one file, 6-11 only in the other: split by query, the test split's pairs
+    # are all unseen in training although the shared vocabulary gives them real ids.
+    log = tmp_path / "log"
+    _write_wscd(log, _sessions(0))
+    shards = tmp_path / "shards"
+    assert _run([
+        "ingest", "--format", "wscd", "--output", str(shards), "--split", "train=0.5,test=0.5",
+        "--split-by", "query", "--seed", "3", str(log),
+    ]) == 0
+    train_shards = pq_pairs(shards / "train")
+    test_shards = pq_pairs(shards / "test")
+    expected_unseen = int(np.isin(test_shards, train_shards, invert=True).sum())
+    assert expected_unseen > 0
+    run = tmp_path / "run"
+    assert _run([
+        "train", "--model", "pbm", "--format", "parquet", "--train", str(shards / "train"),
+        "--test", str(shards / "test"), "--output", str(run), "--epochs", "1",
+    ]) == 0
+    assert json.loads((run / "metrics.json").read_text())["oov_test_pairs"] == expected_unseen
+    report = tmp_path / "report.json"
+    assert _run([
+        "evaluate", "--model-dir", str(run), "--format", "parquet", "--test", str(shards / "test"),
+        "--output", str(report),
+    ]) == 0
+    assert json.loads(report.read_text())["models"][str(run)]["unseen_results"] == expected_unseen
+
+
+def pq_pairs(folder) -> np.ndarray:
+    """The pair ids of the real results of every shard in an ingest folder."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(sorted(folder.glob("part-*.parquet")))
+    positions = table.schema.field("query_doc_id").type.list_size
+    pairs = table.column("query_doc_id").combine_chunks().flatten().to_numpy().reshape(-1, positions)
+    mask = table.column("mask").combine_chunks().flatten().to_numpy().reshape(-1, positions)
+    return pairs[mask == 1]

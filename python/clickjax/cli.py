@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ClickjaxError, ValueError, FloatingPointError, distributed.InitializationError) as error:
         print(f"clickjax: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        resume = " (clickjax train: rerun the same command with --resume to continue from its last checkpoint)"
+        print(f"clickjax: interrupted{resume if argv and argv[0] == 'train' else ''}", file=sys.stderr)
+        return 130
 
 
 def _apply_config(argv: list[str], subparsers: dict[str, argparse.ArgumentParser]) -> None:

@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 
 from clickjax.comparison import Difference, bootstrap_click_metrics, bootstrap_ranking_metrics
-from clickjax.data import FORMATS, ClickLog, Vocabulary
+from clickjax.data import FORMATS, ClickLog, Vocabulary, mark_unseen_pairs
 from clickjax.export import GradeMapping, examination_propensities, export_pairs
 from clickjax.metrics import UNSEEN_POLICIES, Metrics, evaluate, reads_vocabulary_ids
 from clickjax.plots import read_run_json
 from clickjax.progress import Progress
 from clickjax.ranking import DEFAULT_CUTOFFS, RankingMetrics, ranking_metrics
 from clickjax.ingest import vocabulary_id
-from clickjax.serialization import VOCABULARY_FILE, load_model
+from clickjax.serialization import VOCABULARY_FILE, load_model, load_training_pairs
 from clickjax.shards import ShardReader
 from clickjax.vocabulary import load_vocabulary
 
@@ -138,7 +138,7 @@ def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog:
     if args.format == "parquet" and reads_vocabulary_ids(model):
         _check_shard_vocabulary(args.test, vocabulary, model_dir)
     with bars.bar(f"reading the test log for {model_dir}", unit=" sessions") as bar:
-        return ClickLog.read(
+        log = ClickLog.read(
             args.format,
             [str(path) for path in args.test],
             vocabulary,
@@ -149,6 +149,10 @@ def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog:
             on_batch=bar.update,
             **rules,
         )
+    if args.format == "parquet" and reads_vocabulary_ids(model):
+        # Shards of one ingest share its vocabulary, which may know pairs training never saw.
+        mark_unseen_pairs(log, load_training_pairs(model_dir / "model")["query_doc_id"])
+    return log
 
 
 def _check_shard_vocabulary(paths, vocabulary: Vocabulary, model_dir: Path) -> None:

@@ -64,6 +64,7 @@ __all__ = [
     "ClickLog",
     "Vocabulary",
     "batch_to_numpy",
+    "mark_unseen_pairs",
     "build_vocabulary",
     "load_vocabulary",
     "pad_batch",
@@ -460,3 +461,29 @@ def _check_column(name: str, array: np.ndarray, dtype: np.dtype, ndim: int) -> N
         raise ValueError(f"column {name!r} has dtype {array.dtype}, expected {dtype}")
     if array.ndim != ndim:
         raise ValueError(f"column {name!r} has shape {array.shape}, expected {ndim} dimensions")
+
+
+def mark_unseen_pairs(log: ClickLog, seen_pairs: np.ndarray) -> int:
+    """Give every real result whose pair is not in `seen_pairs` the out-of-vocabulary id 1, in place.
+
+    Logs encoded with one vocabulary built over more than the training log (the splits of one
+    ingest, or shards encoded with a vocabulary of several logs) give pairs that training never
+    saw real ids, whose parameters were never trained. Marking them makes a model score them with
+    its out-of-vocabulary parameter, and the metrics count them as unseen, as for logs encoded
+    with a vocabulary frozen after the training log.
+
+    Args:
+      log: a validation or test log; its `query_doc_id` column is replaced, and its `oov_pairs`
+        counter grows by the results marked.
+      seen_pairs: the pair ids of the training log's real results.
+
+    Returns:
+      The number of results marked.
+    """
+    pairs = log.columns["query_doc_id"]
+    unseen = (log.columns["mask"] == 1) & (pairs >= 2) & ~np.isin(pairs, seen_pairs)
+    log.columns["query_doc_id"] = np.where(unseen, np.int32(1), pairs).astype(np.int32)
+    marked = int(unseen.sum())
+    # The readers count out-of-vocabulary results as `oov_pairs`; these join them.
+    log.stats["oov_pairs"] = log.stats.get("oov_pairs", 0) + marked
+    return marked

@@ -45,7 +45,7 @@ import numpy as np
 from flax import nnx
 
 from clickjax import __version__
-from clickjax.data import ClickLog, Vocabulary
+from clickjax.data import ClickLog, Vocabulary, mark_unseen_pairs
 from clickjax.distributed import DataParallel, read_process_log
 from clickjax.ingest import shard_vocabulary_path
 from clickjax.memory import MemoryEstimate, available_memory, estimate_training_memory, format_bytes
@@ -211,6 +211,13 @@ def train_and_evaluate(
     vocabulary.freeze()
     validation = _read(config, config.validation, vocabulary, "validation", parallel, bars) if config.validation else None
     test = _read(config, config.test, vocabulary, "test", parallel, bars)
+    if config.format == "parquet" and jax.process_count() == 1:
+        # Splits of one ingest share a vocabulary built over all of them, so pairs that only
+        # validation or test sessions show have real ids: score them as unseen.
+        seen = np.unique(train.columns["query_doc_id"][train.columns["mask"] == 1])
+        for role, log in [("validation", validation), ("test", test)]:
+            if log is not None and (marked := mark_unseen_pairs(log, seen)):
+                logger.info("%d %s results show a pair the training shards lack; they count as unseen", marked, role)
     logs = {"train": train, "validation": validation, "test": test}
     stats = {name: _total_stats(log, parallel) for name, log in logs.items()}
     if on_loaded is not None:
@@ -225,7 +232,9 @@ def train_and_evaluate(
     table_rows = pair_table_size if parallel is None else parallel.table_rows(pair_table_size)
     # NOTE: the estimate counts whole tables on one device. With --shard-tables each device holds
     # only its rows, so the estimate is then too high by up to the device count.
-    _check_memory(config, table_rows, validation is not None, max_memory, on_memory)
+    # A compressed pair table keeps pairs / compression entries per role.
+    table_entries = table_rows if config.pair_table == "table" else math.ceil(table_rows / config.compression)
+    _check_memory(config, table_entries, validation is not None, max_memory, on_memory)
 
     def build_model():
         modules = pair_table_modules(
@@ -250,6 +259,10 @@ def train_and_evaluate(
     if jax.process_count() > 1:
         logger.warning("a run of several processes writes no checkpoints")
         checkpoint_dir = None
+    elif not config.resume and checkpoint_dir.is_dir():
+        # A new run in the folder of an earlier one: its checkpoints would block a later --resume.
+        logger.warning("removing the checkpoints of an earlier run in %s (pass --resume to continue it)", checkpoint_dir)
+        shutil.rmtree(checkpoint_dir)
     epoch_log_path = output / EPOCH_LOG if writes_output else None
     epoch_bar = bars.bar("training", total=config.epochs, unit="epoch")
     with _EpochLog(epoch_log_path, progress, epoch_bar, append=config.resume) as epoch_log:
