@@ -297,9 +297,10 @@ def train_and_evaluate(
     summary = {
         **metrics.to_dict(),
         "model": config.model,
-        "train_sessions": int(_total(train.num_sessions, parallel)),
-        "validation_sessions": int(_total(validation.num_sessions, parallel)) if validation is not None else 0,
-        "test_sessions": int(_total(test.num_sessions, parallel)),
+        # Sessions the rows stand for: an aggregated row of weight w counts w times.
+        "train_sessions": round(float(_total(train.total_weight, parallel))),
+        "validation_sessions": round(float(_total(validation.total_weight, parallel))) if validation is not None else 0,
+        "test_sessions": round(float(_total(test.total_weight, parallel))),
         "train_seconds": fit.seconds,
         "epochs_run": len(fit.history),
         "steps": fit.steps,
