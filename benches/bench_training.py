@@ -67,7 +67,8 @@ def log_file(log, tmp_path_factory):
 
 
 def read(path):
-    return ClickLog.read("wscd", [path], Vocabulary(), positions=POSITIONS)
+    # The reader is limited to one thread, as XLA is (see XLA_FLAGS above).
+    return ClickLog.read("wscd", [path], Vocabulary(), positions=POSITIONS, threads=1)
 
 
 @pytest.fixture(scope="module")
