@@ -261,7 +261,8 @@ def test_features_zero_copy():
     assert column.null_count == 0
     slots = column.flatten()
     values = slots.flatten()
-    assert column.buffers()[0] is None and slots.buffers()[0] is None, "no validity bitmap"
+    assert column.buffers()[0] is None, "no validity bitmap on the outer list"
+    assert slots.buffers()[0] is None, "no validity bitmap on the inner list"
     address = values.buffers()[1].address + values.offset * 4
     assert arrays["features"].__array_interface__["data"][0] == address
     assert address % 64 == 0

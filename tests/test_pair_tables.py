@@ -14,7 +14,7 @@ from clickjax.parameters import EmbeddingLogits
 from clickjax.priors import BetaPrior, L2Prior
 
 
-def test_every_model_has_its_pair_roles():
+def test_pair_roles_of_every_model():
     assert set(PAIR_ROLES) == set(MODELS)
     for name, roles in PAIR_ROLES.items():
         modules = pair_table_modules(name, "table", pairs=7)
@@ -27,7 +27,7 @@ def test_every_model_has_its_pair_roles():
     ("kind", "cls", "entries"),
     [("hashed", HashedLogits, 100), ("qr", QuotientRemainderLogits, 100), ("robe", RobeLogits, 100)],
 )
-def test_compressed_kinds_keep_pairs_over_compression_entries(kind, cls, entries):
+def test_compressed_table_entries(kind, cls, entries):
     modules = pair_table_modules("dbn", kind, pairs=1000, compression=10)
     assert set(modules) == {"attraction", "satisfaction"}
     for module in modules.values():
@@ -37,7 +37,7 @@ def test_compressed_kinds_keep_pairs_over_compression_entries(kind, cls, entries
     assert modules["attraction"].seed != modules["satisfaction"].seed
 
 
-def test_full_table_has_one_row_per_pair_and_the_prior():
+def test_full_table_rows_and_prior():
     prior = L2Prior(strength=2.0)
     modules = pair_table_modules("pbm", "table", pairs=12, prior=prior)
     assert isinstance(modules["attraction"], EmbeddingLogits)
@@ -74,7 +74,7 @@ def _write_wscd(path, sessions):
     path.write_text(text + "\n")
 
 
-def test_train_with_a_hashed_table_and_a_prior(tmp_path):
+def test_train_hashed_table_with_prior(tmp_path):
     rng = np.random.default_rng(0)
     sessions = {}
     for query in range(20):
@@ -109,7 +109,7 @@ def metrics_pairs(output) -> int:
     return json.loads((output / "model" / "clickjax-model.json").read_text())["query_doc_pairs"]
 
 
-def test_train_rejects_a_bad_prior_before_reading(tmp_path, capsys):
+def test_train_rejects_invalid_prior(tmp_path, capsys):
     code = main([
         "train", "--model", "pbm", "--format", "wscd", "--train", str(tmp_path / "missing"),
         "--test", str(tmp_path / "missing"), "--output", str(tmp_path / "run"), "--prior", "beta:2",

@@ -95,8 +95,8 @@ def test_dropped_iterator_joins_workers(tmp_path):
     ],
 )
 def test_threads_is_the_thread_budget(tmp_path, files, threads, started):
-    # About 6 MB of text per file, far more than the channels hold, so that no thread of the
-    # first file finishes while the caller holds its first small batch.
+    # About 6 MB of text per file, far more than the channels buffer, so no thread of the first
+    # file finishes while the caller is still on its first small batch.
     paths = [write_gzip(tmp_path / f"part-{file}.gz", wscd_text(file, 200_000)) for file in range(files)]
     gc.collect()
     before = thread_count()

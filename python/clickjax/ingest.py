@@ -613,7 +613,7 @@ def _dtype_name(arrow_type: pa.DataType) -> str:
 def shard_vocabulary_path(paths: Sequence[PathLike]) -> Path | None:
     """Find the `vocabulary.parquet` of the ingest that wrote the shards `paths`, or None.
 
-    A path is an ingest folder, a split subfolder or a shard file; the vocabulary sits in the top
+    A path is an ingest folder, a split subfolder or a shard file. The vocabulary is in the top
     ingest folder, so the folder of the path and up to two folders above it are searched.
     """
     for path in paths:

@@ -104,7 +104,7 @@ impl Drop for ThreadPermit {
     }
 }
 
-/// What the decompression thread sends to the parsing thread.
+/// A message from the decompression thread to the parsing thread.
 enum Chunk {
     /// Decompressed text: the first `length` bytes of the buffer.
     Text { buffer: Vec<u8>, length: usize },

@@ -346,7 +346,7 @@ impl Default for ReaderOptions {
 /// Maximum of the `threads` option.
 pub const MAX_THREADS: usize = 256;
 
-/// Returns the number of cores the process may use, or 1 when the system does not say.
+/// Returns the number of cores the process may use, or 1 when the system does not report it.
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
