@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from importlib import resources
@@ -58,6 +59,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser, subparsers = _build_parser()
+    as_command = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -76,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         resume = " (clickjax train: rerun the same command with --resume to continue from its last checkpoint)"
         print(f"clickjax: interrupted{resume if argv and argv[0] == 'train' else ''}", file=sys.stderr)
+        if as_command:
+            # An interrupted asynchronous checkpoint save would print its thread's traceback while
+            # the interpreter shuts down. Exit at once: resume discards an unfinished checkpoint.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
 
 
