@@ -6,8 +6,8 @@ for the two-file case. In the same run:
 
 - (a) the readers' gzip decompressor alone, on one thread (`_native.gzip_decompressed_size`);
 - (b) clickjax parsing the file into Arrow batches, default threads;
-- (c) a straightforward Python reader (the `gzip` module, `bytes.split`, dicts for the ids) that
-  builds the same padded numpy arrays, on a 20 MB prefix of the text and scaled by bytes;
+- (c) a straightforward Python reader (the `gzip` module, `bytes.split`, dicts for the ids, the
+  `xxhash` package for `query_doc_hash`) that builds the same padded numpy arrays, on a 20 MB prefix of the text and scaled by bytes;
 - (e) the two files with `threads=1` and with `threads=2`.
 
 Each benchmark records its throughput in MB of text per second in `extra_info`, and the module
@@ -22,9 +22,11 @@ import gzip
 import os
 import resource
 import shutil
+import struct
 
 import numpy as np
 import pytest
+import xxhash
 
 from clickjax import _native
 from clickjax.data import Vocabulary, read_batches
@@ -39,6 +41,10 @@ ROUNDS = 3
 # Baidu titles of a result with missing content, and of the "people also searched for" entry.
 MISSING_TITLE = b"21429"
 PSEUDO_TITLE = b"3742\x0111492\x0112169\x015061\x0116905"
+
+# Seeds of the xxh3-64 fingerprints of queries and documents: the ASCII names as little-endian u64.
+QUERY_SEED = int.from_bytes(b"query\0\0\0", "little")
+DOCUMENT_SEED = int.from_bytes(b"document", "little")
 
 throughput: dict[str, float] = {}
 stage_seconds: dict[str, float] = {}
@@ -135,15 +141,17 @@ def python_reader(text: bytes) -> dict[str, np.ndarray]:
     query_ids: dict[bytes, int] = {}
     doc_ids: dict[bytes, int] = {}
     pair_ids: dict[tuple[int, int], int] = {}
-    sessions: list[tuple[int, list[tuple[int, int, int]]]] = []
-    results: list[tuple[int, int, int]] = []
+    sessions: list[tuple[int, list[tuple[int, int, int, int]]]] = []
+    results: list[tuple[int, int, int, int]] = []
     rank = 0
+    query_fingerprint = 0
     for line in text.split(b"\n"):
         fields = line.split(b"\t")
         if len(fields) == 3:
             results = []
             rank = 0
             query = query_ids.setdefault(fields[1], len(query_ids) + 2)
+            query_fingerprint = xxhash.xxh3_64_intdigest(fields[1], seed=QUERY_SEED)
             sessions.append((query, results))
         elif len(fields) == 32:
             title = fields[2]
@@ -153,7 +161,10 @@ def python_reader(text: bytes) -> dict[str, np.ndarray]:
             if title == MISSING_TITLE or rank > POSITIONS:
                 continue
             document = doc_ids.setdefault(fields[1], len(doc_ids) + 2)
-            results.append((rank, document, int(float(fields[5]))))
+            # The pair's 64-bit fingerprint, whose top 31 bits are `query_doc_hash`.
+            document_fingerprint = xxhash.xxh3_64_intdigest(fields[1], seed=DOCUMENT_SEED)
+            pair = xxhash.xxh3_64_intdigest(struct.pack("<QQ", query_fingerprint, document_fingerprint))
+            results.append((rank, document, int(float(fields[5])), pair >> 33))
 
     # Like the readers, drop sessions left without results (a query line cut off at the end).
     sessions = [session for session in sessions if session[1]]
@@ -162,6 +173,7 @@ def python_reader(text: bytes) -> dict[str, np.ndarray]:
         "query_id": np.zeros(rows, np.int32),
         "doc_id": np.zeros((rows, POSITIONS), np.int32),
         "query_doc_id": np.zeros((rows, POSITIONS), np.int32),
+        "query_doc_hash": np.zeros((rows, POSITIONS), np.int32),
         "position": np.zeros((rows, POSITIONS), np.int32),
         "click": np.zeros((rows, POSITIONS), np.uint8),
         "mask": np.zeros((rows, POSITIONS), np.uint8),
@@ -169,9 +181,10 @@ def python_reader(text: bytes) -> dict[str, np.ndarray]:
     }
     for row, (query, session_results) in enumerate(sessions):
         columns["query_id"][row] = query
-        for slot, (position, document, click) in enumerate(session_results):
+        for slot, (position, document, click, pair_hash) in enumerate(session_results):
             columns["doc_id"][row, slot] = document
             columns["query_doc_id"][row, slot] = pair_ids.setdefault((query, document), len(pair_ids) + 2)
+            columns["query_doc_hash"][row, slot] = pair_hash
             columns["position"][row, slot] = position
             columns["click"][row, slot] = click
             columns["mask"][row, slot] = 1
@@ -227,6 +240,7 @@ def test_python_reader_matches_clickjax(baidu_logs):
     batches = list(read_batches("baidu", [prefix], Vocabulary(), batch_size=1 << 20))
     assert len(batches) == 1
     batch = batches[0]
+    assert batch.schema.names == list(expected)
     for name, array in expected.items():
         column = batch.column(name)
         values = column.flatten().to_numpy() if array.ndim == 2 else column.to_numpy()
