@@ -168,3 +168,24 @@ def test_gzip_decompressed_size(tmp_path):
         _native.gzip_decompressed_size(truncated)
     with pytest.raises(FileNotFoundError):
         _native.gzip_decompressed_size(tmp_path / "absent.gz")
+
+
+def test_lookahead_bytes_same_batches(tmp_path):
+    paths = [write_gzip(tmp_path / f"part-{file}.gz", wscd_text(file, 3000)) for file in range(3)]
+    single = read_batches("wscd", paths, Vocabulary(), batch_size=100, threads=1)
+    expected = list(single)
+    # One byte lets the worker of each later file hold a single block of rows ahead.
+    tiny = read_batches("wscd", paths, Vocabulary(), batch_size=100, threads=3, lookahead_bytes=1)
+    received = list(tiny)
+    assert sum(batch.num_rows for batch in received) == 9000
+    assert_same_batches(received, expected)
+    assert tiny.stats == single.stats
+
+
+def test_lookahead_bytes_option_checked(tmp_path):
+    path = tmp_path / "log.txt"
+    path.write_text(wscd_text(0, 3))
+    for invalid in (0, -1, 2**40 + 1):
+        expected = f"invalid lookahead_bytes {invalid}: expected an integer from 1 to {2**40}"
+        with pytest.raises(ValueError, match=expected):
+            read_batches("wscd", [path], Vocabulary(), lookahead_bytes=invalid)
