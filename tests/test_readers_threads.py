@@ -189,3 +189,22 @@ def test_lookahead_bytes_option_checked(tmp_path):
         expected = f"invalid lookahead_bytes {invalid}: expected an integer from 1 to {2**40}"
         with pytest.raises(ValueError, match=expected):
             read_batches("wscd", [path], Vocabulary(), lookahead_bytes=invalid)
+
+
+def test_keys_first_seen_in_later_files_same_vocabulary(tmp_path):
+    # Each file adds queries and URLs of its own to those all files share.
+    texts = [
+        wscd_text(file, 1500) + "".join(f"f{file}q{n}_1\tf{file}u{n},{n % 90} : {n % 90};\n" for n in range(300))
+        for file in range(4)
+    ]
+    paths = [write_gzip(tmp_path / f"part-{file}.gz", text) for file, text in enumerate(texts)]
+    expected_vocabulary = Vocabulary(keys=True)
+    expected = list(read_batches("wscd", paths, expected_vocabulary, batch_size=100, threads=1))
+    # 50 shared queries and 300 of each file; 90 shared URLs and 300 of each file.
+    assert expected_vocabulary.query_table_size == 2 + 50 + 4 * 300
+    assert expected_vocabulary.document_table_size == 2 + 90 + 4 * 300
+    for threads in (2, 4):
+        vocabulary = Vocabulary(keys=True)
+        received = list(read_batches("wscd", paths, vocabulary, batch_size=100, threads=threads))
+        assert_same_batches(received, expected)
+        assert vocabulary.to_arrow().equals(expected_vocabulary.to_arrow())
