@@ -41,6 +41,9 @@ use crate::yandex::YandexParser;
 /// Rows per block sent by a worker.
 const ROWS_PER_BLOCK: usize = 512;
 
+/// Sessions between two checks of a first-pass worker for a reader that dropped its file.
+const SESSIONS_PER_CHECK: u64 = 4096;
+
 /// Sessions per query fingerprint.
 pub(crate) type QueryCounts = HashMap<u64, u32, BuildHasherDefault<FingerprintHasher>>;
 
@@ -205,6 +208,10 @@ impl Lookahead {
     fn close(&self) {
         lock(&self.state).closed = true;
         self.changed.notify_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.state).closed
     }
 }
 
@@ -434,7 +441,7 @@ fn read_file(job: Job, spare: &Mutex<Receiver<Box<Block>>>, settings: &ParseSett
                 longest: 0,
                 query_counts: count_queries.then(QueryCounts::default),
             };
-            let result = scan_file(source.as_mut(), settings, &mut scan, &mut stats);
+            let result = scan_file(source.as_mut(), settings, &job, &mut scan, &mut stats);
             (result, Some(scan))
         }
         Pass::Rows { .. } => {
@@ -449,15 +456,24 @@ fn read_file(job: Job, spare: &Mutex<Receiver<Box<Block>>>, settings: &ParseSett
     let _ = job.output.send(Message::finished(result, stats, scan));
 }
 
-/// Measures the sessions of a file that pass the rules, up to its end or first error.
+/// Measures the sessions of a file that pass the rules, up to its end or first error, or until
+/// the reader drops the file.
 fn scan_file(
     source: &mut dyn SessionSource,
     settings: &ParseSettings,
+    job: &Job,
     scan: &mut Scan,
     stats: &mut Stats,
 ) -> Result<()> {
     let mut session = Session::default();
+    let mut sessions: u64 = 0;
     while source.next_session(&mut session, stats)? {
+        sessions += 1;
+        // Nothing else stops a first pass, which sends no blocks, when the reader is dropped
+        // after an error in an earlier file.
+        if sessions % SESSIONS_PER_CHECK == 0 && job.lookahead.is_closed() {
+            return Ok(());
+        }
         if !settings.rules.apply(&mut session, stats) {
             continue;
         }

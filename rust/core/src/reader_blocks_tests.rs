@@ -378,3 +378,29 @@ fn dropped_reader_stops_workers_waiting_on_lookahead() {
         drop(reader);
     }
 }
+
+#[test]
+fn first_pass_error_stops_other_workers() {
+    let mut broken = mixed_text(0, 2);
+    broken.extend_from_slice(b"q\n");
+    let mut files = vec![TempFile::new("part-0", &broken)];
+    for file in 1..4 {
+        let text = gzip(&mixed_text(file, 20_000));
+        files.push(TempFile::new(&format!("part-{file}.gz"), &text));
+    }
+    let paths: Vec<&Path> = files.iter().map(TempFile::path).collect();
+    for threads in [1, 4] {
+        let vocabulary = Arc::new(Mutex::new(Vocabulary::new()));
+        let options = ReaderOptions {
+            positions: None,
+            ..options(threads, 1)
+        };
+        // The reader drops the workers of files 2 to 4 while they measure their files.
+        let (batches, error, _) = read_into(&paths, &vocabulary, options);
+        assert!(batches.is_empty(), "threads={threads}");
+        let error = error.expect("the first pass fails on the broken line");
+        assert!(error.contains("part-0"), "{error}");
+        assert!(error.contains("at line 3"), "{error}");
+        assert!(vocabulary.lock().unwrap().is_empty());
+    }
+}
