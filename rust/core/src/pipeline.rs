@@ -415,6 +415,10 @@ fn work(
 /// Reads one file and sends its blocks, or its measurements in a first pass, then how the file
 /// ended.
 fn read_file(job: Job, spare: &Mutex<Receiver<Box<Block>>>, settings: &ParseSettings) {
+    // A job still queued when the reader was dropped needs no work.
+    if job.lookahead.is_closed() {
+        return;
+    }
     let rejector = if settings.quiet {
         Rejector::quiet(settings.on_error)
     } else {
