@@ -168,3 +168,43 @@ def test_gzip_decompressed_size(tmp_path):
         _native.gzip_decompressed_size(truncated)
     with pytest.raises(FileNotFoundError):
         _native.gzip_decompressed_size(tmp_path / "absent.gz")
+
+
+def test_lookahead_bytes_same_batches(tmp_path):
+    paths = [write_gzip(tmp_path / f"part-{file}.gz", wscd_text(file, 3000)) for file in range(3)]
+    single = read_batches("wscd", paths, Vocabulary(), batch_size=100, threads=1)
+    expected = list(single)
+    # One byte lets the worker of each later file hold a single block of rows ahead.
+    tiny = read_batches("wscd", paths, Vocabulary(), batch_size=100, threads=3, lookahead_bytes=1)
+    received = list(tiny)
+    assert sum(batch.num_rows for batch in received) == 9000
+    assert_same_batches(received, expected)
+    assert tiny.stats == single.stats
+
+
+def test_lookahead_bytes_option_checked(tmp_path):
+    path = tmp_path / "log.txt"
+    path.write_text(wscd_text(0, 3))
+    for invalid in (0, -1, 2**40 + 1):
+        expected = f"invalid lookahead_bytes {invalid}: expected an integer from 1 to {2**40}"
+        with pytest.raises(ValueError, match=expected):
+            read_batches("wscd", [path], Vocabulary(), lookahead_bytes=invalid)
+
+
+def test_keys_first_seen_in_later_files_same_vocabulary(tmp_path):
+    # Each file adds queries and URLs of its own to those all files share.
+    texts = [
+        wscd_text(file, 1500) + "".join(f"f{file}q{n}_1\tf{file}u{n},{n % 90} : {n % 90};\n" for n in range(300))
+        for file in range(4)
+    ]
+    paths = [write_gzip(tmp_path / f"part-{file}.gz", text) for file, text in enumerate(texts)]
+    expected_vocabulary = Vocabulary(keys=True)
+    expected = list(read_batches("wscd", paths, expected_vocabulary, batch_size=100, threads=1))
+    # 50 shared queries and 300 of each file; 90 shared URLs and 300 of each file.
+    assert expected_vocabulary.query_table_size == 2 + 50 + 4 * 300
+    assert expected_vocabulary.document_table_size == 2 + 90 + 4 * 300
+    for threads in (2, 4):
+        vocabulary = Vocabulary(keys=True)
+        received = list(read_batches("wscd", paths, vocabulary, batch_size=100, threads=threads))
+        assert_same_batches(received, expected)
+        assert vocabulary.to_arrow().equals(expected_vocabulary.to_arrow())

@@ -209,6 +209,7 @@ class BatchReader:
         document_key: str | None = None,
         query_key: str | None = None,
         threads: int | None = None,
+        lookahead_bytes: int | None = None,
     ) -> None:
         """Create a reader; files are opened only when their turn comes.
 
@@ -249,6 +250,10 @@ class BatchReader:
                 (default) takes the number of cores available to the process. Up to this many
                 files parse at once, and threads not needed for that decompress gzip files being
                 parsed. Batches, ids and counters are the same for every value.
+            lookahead_bytes: Bytes of finished rows that the worker of a file may hold before
+                the reader reaches that file, from 1 to 2**40; None (default) takes 64 MiB. At
+                least one block of 512 rows is always allowed. Batches, ids and counters are the
+                same for every value.
 
         Raises:
             ValueError: An option is invalid or does not apply to the format; the message names
@@ -262,7 +267,7 @@ class BatchReader:
     def __next__(self) -> pyarrow.RecordBatch:
         """Wait for up to `batch_size` sessions with the GIL released and return them as a batch.
 
-        Worker threads parse ahead of the caller by a bounded number of sessions per file.
+        Worker threads build rows ahead of the caller, up to `lookahead_bytes` per file.
         Dropping the reader stops and joins them.
 
         Returns:
@@ -283,8 +288,8 @@ class BatchReader:
     def stats(self) -> dict[str, int]:
         """Counters so far, all present from the start.
 
-        Before the end, the parser counters (`lines_read`, `sessions_skipped`, ...) may include
-        sessions that worker threads parsed ahead of the last batch returned. Once the reader is
+        Before the end, every counter but `sessions_kept` and the `oov_` counters may include
+        sessions that worker threads read ahead of the last batch returned. Once the reader is
         exhausted, every counter is the same for every `threads` value.
 
         Keys: `lines_read`, `sessions_read`, `sessions_kept`, `sessions_skipped` (malformed,

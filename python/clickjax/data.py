@@ -131,6 +131,7 @@ def read_batches(
     query_key: str | None = None,
     features: Sequence[str] = (),
     threads: int | None = None,
+    lookahead_bytes: int | None = None,
 ) -> BatchReader | LongTableBatches | ShardReader:
     """Stream a click log as Arrow RecordBatches.
 
@@ -165,6 +166,10 @@ def read_batches(
         number of cores available. Up to this many files parse at once, and spare threads
         decompress gzip files being parsed. The batches and ids are the same for every value.
         The columnar formats (`long`, `hf-baidu`, `parquet`) ignore it.
+      lookahead_bytes: bytes of finished rows that the worker of a file may hold before the
+        reader reaches that file, 1 to 2**40; None takes 64 MiB. Memory grows by up to this much
+        per worker, and a smaller budget makes workers of later files wait sooner. The batches
+        are the same for every value. The columnar formats ignore it.
 
     Returns:
       An iterator of `pyarrow.RecordBatch` with the batch contract's columns; its `stats` property
@@ -227,6 +232,7 @@ def read_batches(
         document_key=document_key,
         query_key=query_key,
         threads=threads,
+        lookahead_bytes=lookahead_bytes,
     )
 
 

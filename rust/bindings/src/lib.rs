@@ -172,7 +172,8 @@ impl PyBatchReader {
     #[pyo3(signature = (
         format, paths, vocabulary, *, positions = Some(10), batch_size = 1024, on_error = "strict",
         drop_sessions_without_clicks = false, min_results = 1, min_sessions_per_query = 1,
-        behaviour = None, document_key = None, query_key = None, threads = None
+        behaviour = None, document_key = None, query_key = None, threads = None,
+        lookahead_bytes = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -190,6 +191,7 @@ impl PyBatchReader {
         document_key: Option<&str>,
         query_key: Option<&str>,
         threads: Option<i64>,
+        lookahead_bytes: Option<i64>,
     ) -> PyResult<Self> {
         let create = || {
             let format: Format = format.parse()?;
@@ -202,7 +204,8 @@ impl PyBatchReader {
             .with_min_results(min_results)?
             .with_min_sessions_per_query(min_sessions_per_query)?
             .with_behaviour(&behaviour.unwrap_or_default())?
-            .with_threads(threads)?;
+            .with_threads(threads)?
+            .with_lookahead_bytes(lookahead_bytes)?;
             if let Some(name) = document_key {
                 options = options.with_document_key(name)?;
             }

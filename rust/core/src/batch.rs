@@ -122,6 +122,21 @@ struct RowIds {
     click: Vec<u8>,
 }
 
+/// One row with its ids looked up: `[positions]` slices of its real results, and its other
+/// values laid out as in a [`Session`].
+pub(crate) struct Row<'a> {
+    pub query_id: i32,
+    pub doc_id: &'a [i32],
+    pub query_doc_id: &'a [i32],
+    pub query_doc_hash: &'a [i32],
+    pub position: &'a [i32],
+    pub click: &'a [u8],
+    pub floats: &'a [f32],
+    pub ints: &'a [i32],
+    pub features: &'a [f32],
+    pub session_ints: &'a [i32],
+}
+
 /// Collects sessions into the columns of one record batch.
 pub struct BatchBuilder {
     positions: usize,
@@ -284,56 +299,74 @@ impl BatchBuilder {
         stats.oov_documents += oov_documents;
         stats.oov_pairs += oov_pairs;
 
+        let ids = std::mem::take(&mut self.row);
+        self.append_row(&Row {
+            query_id: query.id,
+            doc_id: &ids.doc_id,
+            query_doc_id: &ids.query_doc_id,
+            query_doc_hash: &ids.query_doc_hash,
+            position: &ids.position,
+            click: &ids.click,
+            floats: &session.floats,
+            ints: &session.ints,
+            features: &session.features,
+            session_ints: &session.session_ints,
+        });
+        self.row = ids;
+        Ok(())
+    }
+
+    /// Appends one row whose ids are known, padding it to `positions` slots. The result slices
+    /// must be equally long and at most `positions` long.
+    pub(crate) fn append_row(&mut self, row: &Row<'_>) {
         // Real results first, then padding up to P slots.
         let real = row.doc_id.len();
         let padding = self.positions - real;
-        self.query_id.append(query.id);
-        append_padded(&mut self.doc_id, &row.doc_id, padding, PADDING_ID);
+        self.query_id.append(row.query_id);
+        append_padded(&mut self.doc_id, row.doc_id, padding, PADDING_ID);
         append_padded(
             &mut self.query_doc_id,
-            &row.query_doc_id,
+            row.query_doc_id,
             padding,
             PADDING_ID,
         );
-        append_padded(&mut self.query_doc_hash, &row.query_doc_hash, padding, 0);
-        append_padded(&mut self.position, &row.position, padding, 0);
-        append_padded(&mut self.click, &row.click, padding, 0);
+        append_padded(&mut self.query_doc_hash, row.query_doc_hash, padding, 0);
+        append_padded(&mut self.position, row.position, padding, 0);
+        append_padded(&mut self.click, row.click, padding, 0);
         self.mask.append_n(real, 1);
         self.mask.append_n(padding, 0);
         self.weight.append(1.0);
         for column in &mut self.extra {
             match column.kind {
                 ValueKind::Float32 => {
-                    let values = strided(&session.floats, self.float_width, column.offset, real);
+                    let values = strided(row.floats, self.float_width, column.offset, real);
                     column.floats.extend(values);
                     column.floats.append_n(padding, f32::MISSING);
                 }
                 ValueKind::Int32 => {
-                    let values = strided(&session.ints, self.int_width, column.offset, real);
+                    let values = strided(row.ints, self.int_width, column.offset, real);
                     column.ints.extend(values);
                     column.ints.append_n(padding, i32::MISSING);
                 }
             }
         }
         for (index, column) in self.session_columns.iter_mut().enumerate() {
-            column.append(
-                session
-                    .session_ints
-                    .get(index)
-                    .copied()
-                    .unwrap_or(i32::MISSING),
-            );
+            column.append(row.session_ints.get(index).copied().unwrap_or(i32::MISSING));
         }
         if self.feature_width > 0 {
             // Like `strided`, a session with too few values gets zeros rather than a shifted row.
             let values = real * self.feature_width;
-            let given = session.features.len().min(values);
-            self.features.append_slice(&session.features[..given]);
+            let given = row.features.len().min(values);
+            self.features.append_slice(&row.features[..given]);
             self.features
                 .append_n(values - given + padding * self.feature_width, 0.0);
         }
         self.rows += 1;
-        Ok(())
+    }
+
+    /// Number of slots per row, P.
+    pub fn positions(&self) -> usize {
+        self.positions
     }
 
     /// Returns the rows collected so far as a record batch and starts a new one.

@@ -27,6 +27,7 @@ pub mod annotation;
 pub mod baidu;
 pub mod batch;
 pub mod behaviour;
+mod block;
 pub mod clickmodels;
 pub mod columnar;
 pub mod error;

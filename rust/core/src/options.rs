@@ -183,6 +183,10 @@ pub struct ReaderOptions {
     /// Worker threads of the reader, decompression included: files parsed at once, up to this
     /// many, and the rest decompress gzip files being parsed. The calling thread is not counted.
     pub threads: usize,
+    /// Bytes of finished rows that the worker of a file may hold before the reader reaches that
+    /// file. At least one block of rows is always allowed. Peak memory grows by up to this much
+    /// per worker.
+    pub lookahead_bytes: usize,
 }
 
 impl ReaderOptions {
@@ -225,6 +229,16 @@ impl ReaderOptions {
         self.threads = match threads {
             Some(threads) => checked_count("threads", threads, MAX_THREADS)?,
             None => available_cores(),
+        };
+        Ok(self)
+    }
+
+    /// Sets the lookahead budget per file in bytes, from 1 to [`MAX_LOOKAHEAD_BYTES`]; None
+    /// takes [`DEFAULT_LOOKAHEAD_BYTES`].
+    pub fn with_lookahead_bytes(mut self, bytes: Option<i64>) -> Result<Self> {
+        self.lookahead_bytes = match bytes {
+            Some(bytes) => checked_count("lookahead_bytes", bytes, MAX_LOOKAHEAD_BYTES)?,
+            None => DEFAULT_LOOKAHEAD_BYTES,
         };
         Ok(self)
     }
@@ -339,9 +353,17 @@ impl Default for ReaderOptions {
             query_key: None,
             behaviour: Vec::new(),
             threads: available_cores(),
+            lookahead_bytes: DEFAULT_LOOKAHEAD_BYTES,
         }
     }
 }
+
+/// Default of [`ReaderOptions::lookahead_bytes`]: 64 MiB, about 300,000 rows of ten results
+/// without optional columns.
+pub const DEFAULT_LOOKAHEAD_BYTES: usize = 64 << 20;
+
+/// Maximum of [`ReaderOptions::lookahead_bytes`]: 1 TiB.
+pub const MAX_LOOKAHEAD_BYTES: usize = 1 << 40;
 
 /// Maximum of the `threads` option.
 pub const MAX_THREADS: usize = 256;
@@ -388,6 +410,21 @@ mod tests {
             text.contains("baidu-annotation") && text.contains("clickmodels"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn lookahead_bytes_checked() {
+        let options = ReaderOptions::default();
+        assert_eq!(options.lookahead_bytes, 64 * 1024 * 1024);
+        let small = options.clone().with_lookahead_bytes(Some(1)).unwrap();
+        assert_eq!(small.lookahead_bytes, 1);
+        let default = small.with_lookahead_bytes(None).unwrap();
+        assert_eq!(default.lookahead_bytes, DEFAULT_LOOKAHEAD_BYTES);
+        let error = message(options.clone().with_lookahead_bytes(Some(0)));
+        assert!(error.contains("lookahead_bytes"), "{error}");
+        assert!(error.contains("from 1 to 1099511627776"), "{error}");
+        let error = message(options.with_lookahead_bytes(Some(-5)));
+        assert!(error.contains("-5"), "{error}");
     }
 
     #[test]

@@ -1,33 +1,34 @@
 //! Batches of sessions read from click-log files: picks the parser for the format, applies the
 //! session rules, looks ids up in a shared vocabulary, and yields padded Arrow record batches.
 //!
-//! Up to `threads` files are parsed at once on worker threads, and threads of that budget not
-//! needed for parsing decompress gzip files (see the `pipeline` module). The sessions arrive in
-//! file order and then line order. Parsing produces fingerprints only and ids are assigned on
-//! the calling thread as rows enter a batch, so dense ids follow the input order whatever the
-//! number of threads.
+//! Up to `threads` files are read at once on worker threads, and the threads of that budget
+//! left over decompress gzip files (see the `pipeline` module). Each worker parses its
+//! file, applies the session rules and builds blocks of rows with ids local to the file. The
+//! calling thread takes the blocks in file order and then line order, maps each new local id to
+//! the shared vocabulary's id as the first row using it is copied into a batch, and copies the
+//! rows. So dense ids follow the input order whatever the number of threads.
 //!
 //! Two options need to see the whole input before the first row: `positions=None` (pad to the
-//! largest position of a result, so that no result is truncated) and `min_sessions_per_query` above 1 (count the sessions of each query). With
-//! either, the first call to `next` reads every file once without building rows, and the rows
-//! come from a second read. That first pass applies the same rules, so both passes see the same
-//! sessions. Under `on_error="strict"` a malformed line then fails before any batch is returned.
+//! largest position of a result, so that no result is truncated) and `min_sessions_per_query`
+//! above 1 (count the sessions of each query). With either, the first call to `next` reads every
+//! file once without building rows, and the rows come from a second read. That first pass
+//! applies the same rules, so both passes see the same sessions. Under `on_error="strict"` a
+//! malformed line then fails before any batch is returned.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::RecordBatch;
 
 use crate::batch::BatchBuilder;
+use crate::block::{Block, Remap, MAX_LOCAL_IDS};
 use crate::error::{Error, Result};
 use crate::input::DecompressionThreads;
-use crate::pipeline::{ParallelSessions, ParseSettings};
-use crate::session::{Session, SessionRules};
+use crate::pipeline::{ParallelBlocks, ParseSettings, Pass, QueryCounts, Scan};
+use crate::session::SessionRules;
 use crate::stats::Stats;
-use crate::vocabulary::{FingerprintHasher, Vocabulary};
+use crate::vocabulary::Vocabulary;
 
 pub use crate::error::ErrorPolicy;
 pub use crate::options::{Format, ParserConfig, ReaderOptions, MAX_BATCH_SIZE, MAX_POSITIONS};
@@ -35,35 +36,29 @@ pub use crate::options::{Format, ParserConfig, ReaderOptions, MAX_BATCH_SIZE, MA
 /// A vocabulary shared between readers and the caller.
 pub type SharedVocabulary = Arc<Mutex<Vocabulary>>;
 
-/// Sessions per query fingerprint, from the first pass.
-type QueryCounts = HashMap<u64, u32, BuildHasherDefault<FingerprintHasher>>;
-
-/// Measurements of the first pass.
-struct Scan {
-    /// Largest position of a result in a session that passed the rules. Rows need this many
-    /// slots, which can exceed the number of results where the log dropped a result.
-    longest: usize,
-    /// Sessions per query that passed the rules; None when not counted.
-    query_counts: Option<QueryCounts>,
-}
-
 /// An iterator of record batches over click-log files.
 pub struct BatchReader {
     format: Format,
     paths: Vec<PathBuf>,
-    /// Sessions of the files, started by the first call to `next` after any first pass.
-    sessions: Option<ParallelSessions>,
+    /// Blocks of rows of the files, started by the first call to `next` after any first pass.
+    blocks: Option<ParallelBlocks>,
     options: ReaderOptions,
     config: ParserConfig,
     rules: SessionRules,
     /// Created by [`BatchReader::prepare`], once the number of positions is known.
     builder: Option<BatchBuilder>,
     /// Sessions per query from the first pass, when `min_sessions_per_query` is above 1.
-    query_counts: Option<QueryCounts>,
+    query_counts: Option<Arc<QueryCounts>>,
     /// Whether the files were read once already, so that skipped sessions are logged only once.
     scanned: bool,
     vocabulary: SharedVocabulary,
-    session: Session,
+    /// The block being copied into batches, the index of its next row, and the vocabulary ids
+    /// of its file's local ids.
+    block: Box<Block>,
+    row: usize,
+    remap: Remap,
+    /// Local ids per table at which a file worker starts a new numbering.
+    max_local_ids: usize,
     stats: Stats,
     /// An error met while rows were waiting, raised after those rows are returned.
     pending_error: Option<Error>,
@@ -113,7 +108,7 @@ impl BatchReader {
         Ok(BatchReader {
             format,
             paths,
-            sessions: None,
+            blocks: None,
             options,
             config,
             rules,
@@ -121,11 +116,22 @@ impl BatchReader {
             query_counts: None,
             scanned: false,
             vocabulary,
-            session: Session::default(),
+            block: Box::default(),
+            row: 0,
+            remap: Remap::default(),
+            max_local_ids: MAX_LOCAL_IDS,
             stats: Stats::default(),
             pending_error: None,
             finished: false,
         })
+    }
+
+    /// Sets the local ids per table at which a file worker starts a new numbering, so that tests
+    /// reach that limit with small files.
+    #[cfg(test)]
+    pub(crate) fn with_max_local_ids(mut self, limit: usize) -> Self {
+        self.max_local_ids = limit.max(1);
+        self
     }
 
     /// Counters so far.
@@ -154,7 +160,7 @@ impl BatchReader {
             if self.options.positions.is_none() {
                 self.rules.positions = scan.longest.max(1);
             }
-            self.query_counts = scan.query_counts;
+            self.query_counts = scan.query_counts.map(Arc::new);
         }
         let layout = self.config.layout(self.format);
         self.builder = Some(BatchBuilder::new(
@@ -168,50 +174,25 @@ impl BatchReader {
     /// Reads every file once for the first pass, applying the session rules without building
     /// rows, and measures the largest rank and the sessions of each query.
     fn first_pass(&self, count_queries: bool) -> Result<Scan> {
-        let mut scan = Scan {
-            longest: 0,
-            query_counts: count_queries.then(QueryCounts::default),
-        };
         // Counters of the first pass are thrown away; the second pass counts the same events.
         let mut stats = Stats::default();
-        let mut session = Session::default();
         // The first pass assigns no ids, so it needs no key texts.
-        let mut sessions = self.start_sessions(false, false)?;
+        let mut blocks = self.start_blocks(Pass::Scan { count_queries }, false, false)?;
         loop {
-            match sessions.next_session(&mut session, &mut stats) {
-                Ok(true) => {}
-                Ok(false) => break,
+            match blocks.next_block(&mut stats) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
                 // The second pass logs and counts the damage; the file's other sessions count.
-                Err(Error::CorruptInput { .. }) if self.options.on_error == ErrorPolicy::Skip => {
-                    continue
-                }
+                Err(Error::CorruptInput { .. }) if self.options.on_error == ErrorPolicy::Skip => {}
                 Err(error) => return Err(error),
             }
-            if !self.rules.apply(&mut session, &mut stats) {
-                continue;
-            }
-            let last = session.results.last().map_or(0, |result| result.position);
-            scan.longest = scan.longest.max(last as usize);
-            if let Some(counts) = &mut scan.query_counts {
-                let count = counts.entry(session.query_key).or_insert(0);
-                *count = count.saturating_add(1);
-            }
         }
-        Ok(scan)
-    }
-
-    /// Returns false if the query of a session that passed the rules has too few sessions.
-    fn query_is_frequent(&self, query_key: u64) -> bool {
-        let Some(counts) = &self.query_counts else {
-            return true;
-        };
-        let count = counts.get(&query_key).copied().unwrap_or(0);
-        u64::from(count) >= self.options.min_sessions_per_query
+        Ok(blocks.take_scan())
     }
 
     /// Starts the workers on every file. `quiet` logs skipped sessions at debug level only, and
     /// `keys` makes the parsers copy key texts into the sessions.
-    fn start_sessions(&self, quiet: bool, keys: bool) -> Result<ParallelSessions> {
+    fn start_blocks(&self, pass: Pass, quiet: bool, keys: bool) -> Result<ParallelBlocks> {
         let settings = ParseSettings {
             format: self.format,
             config: ParserConfig {
@@ -221,22 +202,38 @@ impl BatchReader {
             on_error: self.options.on_error,
             quiet,
             decompression: DecompressionThreads::default(),
+            rules: self.rules,
+            pass,
+            lookahead_bytes: self.options.lookahead_bytes,
+            max_local_ids: self.max_local_ids,
         };
-        ParallelSessions::start(self.paths.clone(), settings, self.options.threads)
+        ParallelBlocks::start(self.paths.clone(), settings, self.options.threads)
     }
 
-    /// Reads the next well-formed session of any remaining file into `self.session`, with key
-    /// texts if `keys` is true when the files are started. Returns false when every file is read.
-    fn read_session(&mut self, keys: bool) -> Result<bool> {
-        if self.sessions.is_none() {
-            self.sessions = Some(self.start_sessions(self.scanned, keys)?);
+    /// Makes the next block of any remaining file the current one, with key texts if `keys` is
+    /// true when the files are started. Returns false when every file is read.
+    fn next_block(&mut self, keys: bool) -> Result<bool> {
+        if self.blocks.is_none() {
+            let pass = Pass::Rows {
+                query_counts: self.query_counts.clone(),
+                min_sessions_per_query: self.options.min_sessions_per_query,
+            };
+            self.blocks = Some(self.start_blocks(pass, self.scanned, keys)?);
         }
-        let Some(sessions) = &mut self.sessions else {
+        let Some(blocks) = &mut self.blocks else {
             return Ok(false);
         };
         loop {
-            match sessions.next_session(&mut self.session, &mut self.stats) {
-                Ok(more) => return Ok(more),
+            match blocks.next_block(&mut self.stats) {
+                Ok(Some(block)) => {
+                    blocks.recycle(std::mem::replace(&mut self.block, block));
+                    self.row = 0;
+                    if self.block.reset {
+                        self.remap.clear();
+                    }
+                    return Ok(true);
+                }
+                Ok(None) => return Ok(false),
                 // The rest of that file is lost; the next call continues with the next file.
                 Err(error @ Error::CorruptInput { .. })
                     if self.options.on_error == ErrorPolicy::Skip =>
@@ -259,22 +256,34 @@ impl BatchReader {
         // Only an open vocabulary that records keys stores the texts of new ids. The files are
         // started once, so a vocabulary frozen later still receives texts, and ignores them.
         let keys = vocabulary.records_keys() && !vocabulary.is_frozen();
-        while !self.builder.as_ref().is_some_and(BatchBuilder::is_full) {
-            if !self.read_session(keys)? {
-                self.finished = true;
-                break;
-            }
-            if !self.rules.apply(&mut self.session, &mut self.stats) {
+        let Some(mut builder) = self.builder.take() else {
+            return Ok(());
+        };
+        let copied = self.copy_rows(&mut builder, &mut vocabulary, keys);
+        self.builder = Some(builder);
+        copied
+    }
+
+    /// Copies rows of the blocks into `builder` until it is full, the input ends, or an error
+    /// occurs.
+    fn copy_rows(
+        &mut self,
+        builder: &mut BatchBuilder,
+        vocabulary: &mut Vocabulary,
+        keys: bool,
+    ) -> Result<()> {
+        while !builder.is_full() {
+            if self.row == self.block.rows() {
+                if !self.next_block(keys)? {
+                    self.finished = true;
+                    break;
+                }
                 continue;
             }
-            if !self.query_is_frequent(self.session.query_key) {
-                self.stats.sessions_dropped_rare_query += 1;
-                continue;
-            }
-            if let Some(builder) = &mut self.builder {
-                builder.push(&self.session, &mut vocabulary, &mut self.stats)?;
-                self.stats.sessions_kept += 1;
-            }
+            self.remap
+                .push_row(&self.block, self.row, vocabulary, builder, &mut self.stats)?;
+            self.row += 1;
+            self.stats.sessions_kept += 1;
         }
         Ok(())
     }
@@ -328,3 +337,7 @@ mod threads_tests;
 #[cfg(test)]
 #[path = "reader_keys_tests.rs"]
 mod keys_tests;
+
+#[cfg(test)]
+#[path = "reader_blocks_tests.rs"]
+mod blocks_tests;

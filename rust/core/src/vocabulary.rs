@@ -98,15 +98,7 @@ impl Hasher for FingerprintHasher {
     }
 }
 
-/// Id of a fingerprint, and how often a lookup met it while the vocabulary was open. The count
-/// sits beside the id so that a lookup touches one place in memory.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    id: i32,
-    count: u64,
-}
-
-type FingerprintMap = HashMap<u64, Slot, BuildHasherDefault<FingerprintHasher>>;
+type FingerprintMap = HashMap<u64, i32, BuildHasherDefault<FingerprintHasher>>;
 
 /// Fingerprint of a real id and how often a lookup met it while the vocabulary was open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +114,8 @@ pub(crate) struct IdTable {
     ids: FingerprintMap,
     /// The fingerprint of each real id, at index `id - FIRST_REAL_ID`.
     fingerprints: Vec<u64>,
+    /// How often a lookup met each real id while the vocabulary was open, at the same index.
+    counts: Vec<u64>,
     /// The key text of each real id, when the table records keys.
     keys: Option<KeyStore>,
     max_entries: usize,
@@ -140,6 +134,7 @@ impl IdTable {
             name,
             ids: FingerprintMap::default(),
             fingerprints: Vec::new(),
+            counts: Vec::new(),
             keys: keys.then(KeyStore::default),
             max_entries: MAX_ENTRIES,
         }
@@ -157,18 +152,13 @@ impl IdTable {
         for (index, entry) in entries.iter().enumerate() {
             // The caller keeps `entries` within MAX_ENTRIES, so the id fits in i32.
             let id = FIRST_REAL_ID + index as i32;
-            ids.insert(
-                entry.fingerprint,
-                Slot {
-                    id,
-                    count: entry.count,
-                },
-            );
+            ids.insert(entry.fingerprint, id);
         }
         IdTable {
             name,
             ids,
             fingerprints: entries.iter().map(|entry| entry.fingerprint).collect(),
+            counts: entries.iter().map(|entry| entry.count).collect(),
             keys,
             max_entries: MAX_ENTRIES,
         }
@@ -188,10 +178,8 @@ impl IdTable {
     pub(crate) fn entries(&self) -> Vec<Entry> {
         self.fingerprints
             .iter()
-            .map(|&fingerprint| Entry {
-                fingerprint,
-                count: self.ids.get(&fingerprint).map_or(0, |slot| slot.count),
-            })
+            .zip(&self.counts)
+            .map(|(&fingerprint, &count)| Entry { fingerprint, count })
             .collect()
     }
 
@@ -205,32 +193,29 @@ impl IdTable {
         self.ids.len() < self.fingerprints.len()
     }
 
-    /// Looks `key` up, adding it unless `frozen`; a new id stores `text` as its key text when
-    /// the table records keys.
+    /// Looks `key` up, adding it unless `frozen`, and counts the lookup while open. A new id
+    /// stores `text` as its key text when the table records keys.
     fn lookup(&mut self, key: u64, text: Option<&[u8]>, frozen: bool) -> Result<Lookup> {
-        if frozen {
-            return Ok(match self.ids.get(&key) {
-                Some(slot) => Lookup {
-                    id: slot.id,
-                    out_of_vocabulary: false,
-                },
-                None => Lookup {
-                    id: OUT_OF_VOCABULARY_ID,
-                    out_of_vocabulary: true,
-                },
-            });
+        let id = self.resolve(key, text, frozen)?;
+        if !frozen {
+            self.count(id);
         }
+        Ok(Lookup {
+            id,
+            out_of_vocabulary: id == OUT_OF_VOCABULARY_ID,
+        })
+    }
 
+    /// Returns the id of `key` without counting the lookup: the known id, a new id (count 0)
+    /// unless `frozen`, or [`OUT_OF_VOCABULARY_ID`] when frozen. A new id stores `text` as its
+    /// key text when the table records keys.
+    fn resolve(&mut self, key: u64, text: Option<&[u8]>, frozen: bool) -> Result<i32> {
+        if frozen {
+            return Ok(self.ids.get(&key).copied().unwrap_or(OUT_OF_VOCABULARY_ID));
+        }
         let count = self.fingerprints.len();
         match self.ids.entry(key) {
-            MapEntry::Occupied(mut occupied) => {
-                let slot = occupied.get_mut();
-                slot.count = slot.count.saturating_add(1);
-                Ok(Lookup {
-                    id: slot.id,
-                    out_of_vocabulary: false,
-                })
-            }
+            MapEntry::Occupied(occupied) => Ok(*occupied.get()),
             MapEntry::Vacant(vacant) => {
                 if count >= self.max_entries {
                     return Err(Error::VocabularyFull {
@@ -240,16 +225,24 @@ impl IdTable {
                 }
                 // `count` < max_entries <= i32::MAX - 1, so the new id is at most i32::MAX.
                 let id = FIRST_REAL_ID + count as i32;
-                vacant.insert(Slot { id, count: 1 });
+                vacant.insert(id);
                 self.fingerprints.push(key);
+                self.counts.push(0);
                 if let Some(keys) = &mut self.keys {
                     keys.push(text);
                 }
-                Ok(Lookup {
-                    id,
-                    out_of_vocabulary: false,
-                })
+                Ok(id)
             }
+        }
+    }
+
+    /// Adds one lookup to the count of `id`; padding and out-of-vocabulary ids have no count.
+    fn count(&mut self, id: i32) {
+        if let Some(count) = usize::try_from(id - FIRST_REAL_ID)
+            .ok()
+            .and_then(|index| self.counts.get_mut(index))
+        {
+            *count = count.saturating_add(1);
         }
     }
 
@@ -417,11 +410,59 @@ impl Vocabulary {
     /// Looks up the id of a pair fingerprint, adding it unless the vocabulary is frozen. A new
     /// pair records `query_id` and `doc_id`, the ids of its query and document, for [`Self::pair_ends`].
     pub fn pair_id(&mut self, fingerprint: u64, query_id: i32, doc_id: i32) -> Result<Lookup> {
-        let lookup = self.pairs.lookup(fingerprint, None, self.frozen)?;
+        let id = self.resolve_pair(fingerprint, query_id, doc_id)?;
+        self.count_pair(id);
+        Ok(Lookup {
+            id,
+            out_of_vocabulary: id == OUT_OF_VOCABULARY_ID,
+        })
+    }
+
+    /// Returns the id of a query fingerprint as [`Self::query_id_with_key`] does, but without
+    /// counting the lookup; [`Self::count_query`] counts each use of the id.
+    pub(crate) fn resolve_query(&mut self, fingerprint: u64, key: Option<&[u8]>) -> Result<i32> {
+        self.queries.resolve(fingerprint, key, self.frozen)
+    }
+
+    /// Returns the id of a document fingerprint without counting the lookup.
+    pub(crate) fn resolve_document(&mut self, fingerprint: u64, key: Option<&[u8]>) -> Result<i32> {
+        self.documents.resolve(fingerprint, key, self.frozen)
+    }
+
+    /// Returns the id of a pair fingerprint without counting the lookup. A new pair records the
+    /// ids of its query and document, as in [`Self::pair_id`].
+    pub(crate) fn resolve_pair(
+        &mut self,
+        fingerprint: u64,
+        query_id: i32,
+        doc_id: i32,
+    ) -> Result<i32> {
+        let id = self.pairs.resolve(fingerprint, None, self.frozen)?;
         if self.pairs.len() > self.pair_ends.len() {
             self.pair_ends.push(PairEnds { query_id, doc_id });
         }
-        Ok(lookup)
+        Ok(id)
+    }
+
+    /// Counts one lookup of a query id while the vocabulary is open.
+    pub(crate) fn count_query(&mut self, id: i32) {
+        if !self.frozen {
+            self.queries.count(id);
+        }
+    }
+
+    /// Counts one lookup of a document id while the vocabulary is open.
+    pub(crate) fn count_document(&mut self, id: i32) {
+        if !self.frozen {
+            self.documents.count(id);
+        }
+    }
+
+    /// Counts one lookup of a pair id while the vocabulary is open.
+    pub(crate) fn count_pair(&mut self, id: i32) {
+        if !self.frozen {
+            self.pairs.count(id);
+        }
     }
 
     /// Query and document ids of each real pair id, in id order from [`FIRST_REAL_ID`].
@@ -434,7 +475,8 @@ impl Vocabulary {
         self.pairs
             .ids
             .get(&fingerprint)
-            .map_or(OUT_OF_VOCABULARY_ID, |slot| slot.id)
+            .copied()
+            .unwrap_or(OUT_OF_VOCABULARY_ID)
     }
 
     /// Returns a frozen copy with new ids: entries seen fewer than `min_count` times are left
