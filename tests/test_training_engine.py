@@ -16,7 +16,7 @@ from clickjax.data import ClickLog
 from clickjax.models import MODELS, PositionBasedModel
 from clickjax.pipeline import BatchPipeline
 from clickjax.sparse import find_representatives, representative_rows
-from clickjax.training import Trainer, TrainingDivergedError, _Plan
+from clickjax.training import Trainer, TrainingDivergedError, _Plan, _replace_with_oov
 from simulation import simulate_pbm
 
 THETA = [0.9, 0.6, 0.4, 0.3]
@@ -213,11 +213,34 @@ def test_sparse_step_updates_state_in_place():
 
     before = buffers(state, scratch)
     old_table = state.parameters[0][0]
-    state, scratch, halted = step.run(state, scratch, batch, jax.random.key(0), jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    state, scratch, halted = step.run(state, scratch, batch, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
 
     assert not bool(halted)
     assert old_table.is_deleted()
     assert buffers(state, scratch) == before
+
+
+def test_oov_draws_replace_real_results():
+    # 2,000 sessions of 10 slots, the last 4 of each padding: 12,000 real results. At rate 0.25
+    # the replaced count is binomial with mean 3,000 and standard deviation about 47.
+    ids = np.arange(20_000, dtype=np.int32).reshape(2000, 10) + 2
+    mask = np.zeros((2000, 10), np.uint8)
+    mask[:, :6] = 1
+    batch = {"query_doc_id": ids, "mask": mask, "doc_id": ids.copy()}
+
+    drawn = _replace_with_oov(3, batch, rate=0.25, seed=(0, 1, 0))
+    again = _replace_with_oov(3, batch, rate=0.25, seed=(0, 1, 0))
+    next_step = _replace_with_oov(4, batch, rate=0.25, seed=(0, 1, 0))
+
+    replaced = drawn["query_doc_id"] == 1
+    assert drawn["query_doc_id"].dtype == np.int32
+    assert not replaced[:, 6:].any()
+    assert 3000 - 5 * 47 <= replaced.sum() <= 3000 + 5 * 47
+    np.testing.assert_array_equal(drawn["query_doc_id"][~replaced], ids[~replaced])
+    np.testing.assert_array_equal(drawn["doc_id"], ids)
+    np.testing.assert_array_equal(batch["query_doc_id"], ids)  # the input batch is left intact
+    np.testing.assert_array_equal(again["query_doc_id"], drawn["query_doc_id"])
+    assert not np.array_equal(next_step["query_doc_id"], drawn["query_doc_id"])
 
 
 def test_lazy_adam_leaves_unused_rows():

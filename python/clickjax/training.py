@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -464,18 +465,21 @@ class Trainer:
         last = steps_per_epoch
         if self.max_steps is not None:
             last = min(last, first + self.max_steps - progress.step)
-        epoch_key = jax.random.fold_in(jax.random.key(self.seed), epoch)
+        prepare = None
+        if self.oov_rate > 0:
+            # The draws depend on the process too, so that processes draw for their own sessions.
+            draw_seed = (self.seed, epoch, jax.process_index())
+            prepare = functools.partial(_replace_with_oov, rate=self.oov_rate, seed=draw_seed)
         halted = jnp.zeros((), bool)
         pending = None  # (epoch step, global step, rows, halted flag) of the step not yet checked
         batch_size = self._local_batch_size()
         pipeline = BatchPipeline(
-            train, order, batch_size, range(first, last), self._place, self.prefetch, stream=stream
+            train, order, batch_size, range(first, last), self._place, self.prefetch, stream=stream, prepare=prepare
         )
         with pipeline:
             for epoch_step, rows, batch in pipeline:
-                key = jax.random.fold_in(epoch_key, epoch_step)
                 count = jnp.asarray(progress.step, jnp.int32)
-                run.state, run.scratch, halted = run.step.run(run.state, run.scratch, batch, key, count, halted)
+                run.state, run.scratch, halted = run.step.run(run.state, run.scratch, batch, count, halted)
                 # Check the previous step while this one runs, so the host never waits for the device.
                 if pending is not None:
                     _check_finite(pending, epoch)
@@ -811,7 +815,6 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
     shardings, scratch_shardings = shardings_for(dense_optimizer) or (None, None)
     scratch_columns = tuple(plan.sparse_columns[plan.sparse_paths.index(path)] for path in plan.scratch_tables)
     rule = trainer.table_rule
-    oov_rate = trainer.oov_rate
     clip_norm = trainer.clip_norm
     weight_decay = trainer.weight_decay
 
@@ -826,8 +829,7 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
             total = total + _module_at(model, path).penalty() / plan.train_weight
         return total, loss
 
-    def step(state: _State, scratch: tuple, batch, key, count, halted):
-        batch = _replace_with_oov(batch, key, oov_rate)
+    def step(state: _State, scratch: tuple, batch, count, halted):
         tables, dense = state.parameters
 
         # Choose one occurrence of each id per id column. The small table of a sparse table has
@@ -917,8 +919,15 @@ def _module_at(model: nnx.Module, path: tuple) -> nnx.Module:
     return module
 
 
-def _replace_with_oov(batch, key, rate):
-    """Replace the pair id of a random `rate` fraction of real results by the out-of-vocabulary id 1."""
+def _replace_with_oov(step: int, batch: dict[str, np.ndarray], *, rate: float, seed: tuple) -> dict[str, np.ndarray]:
+    """Replace the pair id of a random `rate` fraction of a numpy batch's real results by the out-of-vocabulary id 1.
+
+    It runs before the batch is placed, on the input pipeline's worker thread unless `prefetch` is
+    0, so the jitted step draws no random numbers. The draws depend only on `seed` (the trainer's
+    seed, the epoch and the process) and the step, so a resumed run draws what the interrupted
+    run would have drawn.
+    """
+    rng = np.random.default_rng((*seed, step))
     real = batch["mask"] == 1
-    replaced = jax.random.bernoulli(key, rate, real.shape) & real
-    return {**batch, "query_doc_id": jnp.where(replaced, 1, batch["query_doc_id"])}
+    replaced = (rng.random(real.shape, dtype=np.float32) < rate) & real
+    return {**batch, "query_doc_id": np.where(replaced, np.int32(1), batch["query_doc_id"])}
