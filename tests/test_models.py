@@ -42,6 +42,7 @@ from clickjax.numerics import bernoulli_log_likelihood
 from clickjax.numerics import exclusive_cumsum
 from clickjax.numerics import log1mexp
 from clickjax.numerics import log_complement_of_product
+from clickjax.numerics import log_sigmoid_pair
 from clickjax.parameters import EmbeddingLogits
 from clickjax.parameters import GlobalLogit
 from clickjax.parameters import RankLogits
@@ -631,6 +632,31 @@ def test_log_complement_of_product_near_one():
     # 1 - a b with a = b = 1 - 1e-7 is 2e-7 - 1e-14, but float32 1 - a * b gives about 2.4e-7.
     value = log_complement_of_product(jnp.float32(-EXTREME_LOGIT), jnp.float32(-EXTREME_LOGIT))
     assert float(value) == pytest.approx(math.log(2e-7 - 1e-14), rel=1e-5)
+
+
+def test_log_sigmoid_pair_matches_high_precision(x64):
+    # log(1 / (1 + e^-x)) and log(1 / (1 + e^x)) against 400-digit decimal arithmetic, enough to
+    # hold 1 + e^-700.
+    x = np.array([-700.0, -100.0, -20.0, -1.0, -1e-8, 0.0, 1e-8, 1.0, 20.0, 100.0, 700.0])
+    with decimal.localcontext() as context:
+        context.prec = 400
+        expected_log_p = [float(-(1 + (-decimal.Decimal(value)).exp()).ln()) for value in x]
+        expected_log_not_p = [float(-(1 + decimal.Decimal(value).exp()).ln()) for value in x]
+
+    log_p, log_not_p = log_sigmoid_pair(jnp.asarray(x))
+
+    np.testing.assert_allclose(log_p, expected_log_p, rtol=1e-13)
+    np.testing.assert_allclose(log_not_p, expected_log_not_p, rtol=1e-13)
+
+
+def test_log_sigmoid_pair_gradient(x64):
+    # d/dx log sigmoid(x) = sigmoid(-x) and d/dx log sigmoid(-x) = -sigmoid(x): 1/2 and -1/2 at
+    # x = 0, where every logit starts.
+    for x in (-700.0, -20.0, -1.0, 0.0, 1.0, 20.0, 700.0):
+        gradient_log_p = float(jax.grad(lambda value: log_sigmoid_pair(value)[0])(jnp.float64(x)))
+        gradient_log_not_p = float(jax.grad(lambda value: log_sigmoid_pair(value)[1])(jnp.float64(x)))
+        assert gradient_log_p == pytest.approx(1 / (1 + math.exp(x)), rel=1e-12, abs=1e-300), x
+        assert gradient_log_not_p == pytest.approx(-1 / (1 + math.exp(-x)), rel=1e-12, abs=1e-300), x
 
 
 def test_exclusive_cumsum_sums_entries_before_each_slot():
