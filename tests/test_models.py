@@ -46,6 +46,7 @@ from clickjax.numerics import log_sigmoid_pair
 from clickjax.parameters import EmbeddingLogits
 from clickjax.parameters import GlobalLogit
 from clickjax.parameters import RankLogits
+from clickjax.parameters import log_sigmoid_pair_of
 
 MODEL_CLASSES = [PositionBasedModel, UserBrowsingModel, DynamicBayesianNetwork]
 PAIRS = 12
@@ -571,6 +572,39 @@ def test_global_and_rank_logits_broadcast_to_batch():
 
     np.testing.assert_array_equal(global_logit(batch), np.full((2, 3), 0.5, np.float32))
     np.testing.assert_array_equal(rank_logits(batch), [[1.0, 2.0, 3.0], [1.0, 3.0, 9.0]])
+
+
+def test_rank_log_sigmoid_pair_matches_per_slot():
+    # The pair is computed on the 4 rows of the table and looked up, with the values of computing
+    # it on every slot's logit.
+    batch = _valid_batch()
+    rank_logits = RankLogits(3)
+    rank_logits.logits[...] = jnp.array([9.0, 1.0, -2.0, 30.0])
+
+    log_p, log_not_p = log_sigmoid_pair_of(rank_logits, batch)
+    per_slot_log_p, per_slot_log_not_p = log_sigmoid_pair(rank_logits(batch))
+
+    np.testing.assert_array_equal(log_p, per_slot_log_p)
+    np.testing.assert_array_equal(log_not_p, per_slot_log_not_p)
+    # log sigmoid(x) = -log(1 + e^-x) at the ranks 1, 2, 3 of the first session.
+    np.testing.assert_allclose(log_p[0], -np.log1p(np.exp([-1.0, 2.0, -30.0])), rtol=1e-6)
+
+
+def test_log_sigmoid_pair_of_module_without_method():
+    batch = _valid_batch()
+    global_logit = GlobalLogit(init=-3.0)
+
+    log_p, log_not_p = log_sigmoid_pair_of(global_logit, batch)
+
+    np.testing.assert_allclose(log_p, np.full((2, 3), -np.log1p(np.exp(3.0))), rtol=1e-6)
+    np.testing.assert_allclose(log_not_p, np.full((2, 3), -np.log1p(np.exp(-3.0))), rtol=1e-6)
+
+
+def test_traced_rank_outside_table_gives_nan():
+    model = build(PositionBasedModel, 3)
+    batch = _valid_batch()
+    batch["position"][0, 2] = 4
+    assert np.isnan(nnx.jit(lambda m, b: m.loss(b))(model, batch))
 
 
 def test_embedding_logits_read_named_column():
