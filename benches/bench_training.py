@@ -10,7 +10,7 @@
   Adagrad on the table, sparse against dense updates.
 - `test_table_step_cost`: the same model with Adagrad or Adam on the table. Each `fit` has a fixed
   cost (copying the table, creating its optimiser slots and scratch array, writing the parameters
-  back), so `fit` runs over 40 and over 80 steps, best of 3 rounds each, and the difference gives
+  back), so `fit` runs over 40 and over 80 steps, best of 5 rounds each, and the difference gives
   the time of one step alone. It reports the sparse and dense step times, their ratio and the
   fixed costs in `extra_info` and on the terminal. The benchmark's own time is that of the whole
   measurement.
@@ -156,7 +156,7 @@ def long_wide_log():
     return simulate_wide_log(LONG_FIT)
 
 
-def best_fit_seconds(model, log, table_optimizer: str, sparse: bool, steps: int, rounds: int = 3) -> float:
+def best_fit_seconds(model, log, table_optimizer: str, sparse: bool, steps: int, rounds: int = 5) -> float:
     """Return the fastest of `rounds` fits of `steps` steps, after one fit that compiles the step."""
     trainer = Trainer(epochs=1, batch_size=BATCH_SIZE, sparse=sparse, table_optimizer=table_optimizer, max_steps=steps)
     trainer.fit(model, log)
