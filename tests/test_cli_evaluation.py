@@ -311,8 +311,10 @@ def test_train_memory_limit(tmp_path, capsys):
     assert code == 1
     captured = capsys.readouterr()
     # DBN over 6 pairs (8 rows): attraction and satisfaction 2 * 8 float32 and gamma, 68 bytes.
-    # Sparse Adagrad (the default) keeps 3 copies: the model's, the training state's and the slot.
-    assert "estimated training memory 204 B" in captured.out
+    # Sparse Adagrad (the default) keeps 3 copies: the model's, the training state's and the slot,
+    # 204 bytes, and the two tables share one int32 scratch array of 8 rows, 32 bytes.
+    assert "estimated training memory 236 B" in captured.out
+    assert "sparse-step scratch 32 B" in captured.out
     assert "more than the 200 B of --max-memory" in captured.err
     assert not (output / "model").exists()
 

@@ -154,6 +154,8 @@ def test_row_sharded_training_state(four_devices):
     # A sparse table and its Adagrad slot are split by rows along the mesh axis.
     assert checks["sparse_table_spec"] == ["batch"]
     assert checks["adagrad_slot_spec"] == ["batch"]
+    # The sparse step's scratch array of query_doc_id is split like the table.
+    assert checks["scratch_spec"] == [["batch"]]
     # Dense Adam's moments follow their parameter: split for the table, replicated for
     # examination; the step count is replicated.
     specs = checks["dense_adam_specs"]

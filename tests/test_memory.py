@@ -20,18 +20,23 @@ def test_estimate_closed_form():
     dense_adam = estimate_training_memory("pbm", 10, 1000, validation=False, table_optimizer="adam", sparse=False)
     sparse_sgd = estimate_training_memory("pbm", 10, 1000, validation=False, table_optimizer="sgd")
 
+    # The sparse step's scratch array: one int32 per row of the attraction table.
+    scratch_bytes = 1000 * 4
+
     # The defaults: sparse Adagrad, one slot per row and no full-size gradient.
     assert without.parameters == 2 * table_bytes
     assert without.optimizer_state == table_bytes
     assert without.step == 0
-    assert without.total == 3 * table_bytes
+    assert without.scratch == scratch_bytes
+    assert without.total == 3 * table_bytes + scratch_bytes
     assert with_validation.best_state == 2 * table_bytes
-    assert with_validation.total == 5 * table_bytes
-    # Dense Adam: two moments, and the gradient and update of a step.
+    assert with_validation.total == 5 * table_bytes + scratch_bytes
+    # Dense Adam: two moments, and the gradient and update of a step, but no scratch array.
     assert dense_adam.optimizer_state == 2 * table_bytes
     assert dense_adam.step == 2 * table_bytes
+    assert dense_adam.scratch == 0
     assert dense_adam.total == 6 * table_bytes
-    assert sparse_sgd.total == 2 * table_bytes
+    assert sparse_sgd.total == 2 * table_bytes + scratch_bytes
 
 
 def test_estimate_rejects_unknown_rule():
@@ -45,6 +50,8 @@ def test_estimate_allocates_nothing():
     table_bytes = 2 * (2**31 - 1) * 4 + 4
     # The model's parameters and the training state's copy of them.
     assert estimate.parameters == 2 * table_bytes
+    # Attraction and satisfaction share the column query_doc_id, so one scratch array serves both.
+    assert estimate.scratch == 4 * (2**31 - 1)
 
 
 @pytest.mark.parametrize("text, expected", [("2000000", 2_000_000), ("512M", 512 * 2**20), ("16GiB", 16 * 2**30), ("1.5g", int(1.5 * 2**30))])

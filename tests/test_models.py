@@ -42,9 +42,11 @@ from clickjax.numerics import bernoulli_log_likelihood
 from clickjax.numerics import exclusive_cumsum
 from clickjax.numerics import log1mexp
 from clickjax.numerics import log_complement_of_product
+from clickjax.numerics import log_sigmoid_pair
 from clickjax.parameters import EmbeddingLogits
 from clickjax.parameters import GlobalLogit
 from clickjax.parameters import RankLogits
+from clickjax.parameters import log_sigmoid_pair_of
 
 MODEL_CLASSES = [PositionBasedModel, UserBrowsingModel, DynamicBayesianNetwork]
 PAIRS = 12
@@ -572,6 +574,39 @@ def test_global_and_rank_logits_broadcast_to_batch():
     np.testing.assert_array_equal(rank_logits(batch), [[1.0, 2.0, 3.0], [1.0, 3.0, 9.0]])
 
 
+def test_rank_log_sigmoid_pair_matches_per_slot():
+    # The pair is computed on the 4 rows of the table and looked up, with the values of computing
+    # it on every slot's logit.
+    batch = _valid_batch()
+    rank_logits = RankLogits(3)
+    rank_logits.logits[...] = jnp.array([9.0, 1.0, -2.0, 30.0])
+
+    log_p, log_not_p = log_sigmoid_pair_of(rank_logits, batch)
+    per_slot_log_p, per_slot_log_not_p = log_sigmoid_pair(rank_logits(batch))
+
+    np.testing.assert_array_equal(log_p, per_slot_log_p)
+    np.testing.assert_array_equal(log_not_p, per_slot_log_not_p)
+    # log sigmoid(x) = -log(1 + e^-x) at the ranks 1, 2, 3 of the first session.
+    np.testing.assert_allclose(log_p[0], -np.log1p(np.exp([-1.0, 2.0, -30.0])), rtol=1e-6)
+
+
+def test_log_sigmoid_pair_of_module_without_method():
+    batch = _valid_batch()
+    global_logit = GlobalLogit(init=-3.0)
+
+    log_p, log_not_p = log_sigmoid_pair_of(global_logit, batch)
+
+    np.testing.assert_allclose(log_p, np.full((2, 3), -np.log1p(np.exp(3.0))), rtol=1e-6)
+    np.testing.assert_allclose(log_not_p, np.full((2, 3), -np.log1p(np.exp(-3.0))), rtol=1e-6)
+
+
+def test_traced_rank_outside_table_gives_nan():
+    model = build(PositionBasedModel, 3)
+    batch = _valid_batch()
+    batch["position"][0, 2] = 4
+    assert np.isnan(nnx.jit(lambda m, b: m.loss(b))(model, batch))
+
+
 def test_embedding_logits_read_named_column():
     table = EmbeddingLogits(4, column="doc_id")
     table.logits[...] = jnp.array([0.0, 1.0, 2.0, 3.0])
@@ -631,6 +666,31 @@ def test_log_complement_of_product_near_one():
     # 1 - a b with a = b = 1 - 1e-7 is 2e-7 - 1e-14, but float32 1 - a * b gives about 2.4e-7.
     value = log_complement_of_product(jnp.float32(-EXTREME_LOGIT), jnp.float32(-EXTREME_LOGIT))
     assert float(value) == pytest.approx(math.log(2e-7 - 1e-14), rel=1e-5)
+
+
+def test_log_sigmoid_pair_matches_high_precision(x64):
+    # log(1 / (1 + e^-x)) and log(1 / (1 + e^x)) against 400-digit decimal arithmetic, enough to
+    # hold 1 + e^-700.
+    x = np.array([-700.0, -100.0, -20.0, -1.0, -1e-8, 0.0, 1e-8, 1.0, 20.0, 100.0, 700.0])
+    with decimal.localcontext() as context:
+        context.prec = 400
+        expected_log_p = [float(-(1 + (-decimal.Decimal(value)).exp()).ln()) for value in x]
+        expected_log_not_p = [float(-(1 + decimal.Decimal(value).exp()).ln()) for value in x]
+
+    log_p, log_not_p = log_sigmoid_pair(jnp.asarray(x))
+
+    np.testing.assert_allclose(log_p, expected_log_p, rtol=1e-13)
+    np.testing.assert_allclose(log_not_p, expected_log_not_p, rtol=1e-13)
+
+
+def test_log_sigmoid_pair_gradient(x64):
+    # d/dx log sigmoid(x) = sigmoid(-x) and d/dx log sigmoid(-x) = -sigmoid(x): 1/2 and -1/2 at
+    # x = 0, where every logit starts.
+    for x in (-700.0, -20.0, -1.0, 0.0, 1.0, 20.0, 700.0):
+        gradient_log_p = float(jax.grad(lambda value: log_sigmoid_pair(value)[0])(jnp.float64(x)))
+        gradient_log_not_p = float(jax.grad(lambda value: log_sigmoid_pair(value)[1])(jnp.float64(x)))
+        assert gradient_log_p == pytest.approx(1 / (1 + math.exp(x)), rel=1e-12, abs=1e-300), x
+        assert gradient_log_not_p == pytest.approx(-1 / (1 + math.exp(-x)), rel=1e-12, abs=1e-300), x
 
 
 def test_exclusive_cumsum_sums_entries_before_each_slot():

@@ -2,17 +2,21 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from clickjax.data import ClickLog
 from clickjax.models import MODELS, PositionBasedModel
 from clickjax.pipeline import BatchPipeline
-from clickjax.sparse import unique_ids
-from clickjax.training import Trainer, TrainingDivergedError
+from clickjax.sparse import find_representatives, representative_rows
+from clickjax.training import Trainer, TrainingDivergedError, _Plan, _replace_with_oov
 from simulation import simulate_pbm
 
 THETA = [0.9, 0.6, 0.4, 0.3]
@@ -58,15 +62,78 @@ def sgd_trainer(sparse: bool, **options) -> Trainer:
 # ---------------------------------------------------------------- sparse updates
 
 
-def test_unique_ids_with_ids_outside_table():
-    # Table of 10 rows. Sorted, the distinct ids are -3, 0, 5, 12: -3 and 12 are outside the table
-    # and become the filler 10, and the last two slots are filler too.
-    ids = np.array([[5, -3, 5], [12, 0, -3]], np.int32)
+def test_representatives_with_ids_outside_table():
+    # Table of 10 rows. Id 5 occurs at flat positions 0 and 2, so both get the same one of the
+    # two as representative. -3 and 12 are outside the table, so each occurrence is its own
+    # representative, as is the single 0.
+    ids = jnp.asarray([[5, -3, 5], [12, 0, -3]], jnp.int32)
 
-    index, local = unique_ids(jnp.asarray(ids), 10)
+    scratch, representative = find_representatives(jnp.zeros(10, jnp.int32), ids)
+    rows = np.asarray(representative_rows(ids, representative, 10))
 
-    np.testing.assert_array_equal(np.asarray(index), [10, 0, 5, 10, 10, 10])
-    np.testing.assert_array_equal(np.asarray(local), [[2, 0, 2], [3, 1, 0]])
+    representative = np.asarray(representative)
+    assert representative[0] == representative[2]
+    assert representative[0] in (0, 2)
+    np.testing.assert_array_equal(representative[[1, 3, 4, 5]], [1, 3, 4, 5])
+    # Row 5 is read and written once, at its representative. Every other occurrence of an id
+    # and every id outside the table become the filler row 10.
+    expected = np.full(6, 10)
+    expected[representative[0]] = 5
+    expected[4] = 0
+    np.testing.assert_array_equal(rows, expected)
+    assert scratch.shape == (10,)
+
+
+def brute_force_groups(ids: np.ndarray, rows: int) -> dict[int, list[int]]:
+    """Map each id inside `0..rows - 1` to the flat positions where it occurs."""
+    groups: dict[int, list[int]] = {}
+    for position, value in enumerate(ids.reshape(-1).tolist()):
+        if 0 <= value < rows:
+            groups.setdefault(value, []).append(position)
+    return groups
+
+
+DEDUP_ROWS = 12
+dedup_ids = hnp.arrays(np.int32, (6, 5), elements=st.integers(-4, DEDUP_ROWS + 3))
+
+
+@jax.jit
+def deduplicate_twice(scratch, first, second):
+    """Run two steps' deduplication in a row on one scratch array, as the training step does."""
+    scratch, first_representative = find_representatives(scratch, first)
+    scratch, second_representative = find_representatives(scratch, second)
+    return (
+        first_representative,
+        representative_rows(first, first_representative, DEDUP_ROWS),
+        second_representative,
+        representative_rows(second, second_representative, DEDUP_ROWS),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scratch=hnp.arrays(np.int32, (DEDUP_ROWS,), elements=st.integers(-(2**31), 2**31 - 1)),
+    first=dedup_ids,
+    second=dedup_ids,
+)
+def test_representatives_match_brute_force(scratch, first, second):
+    # The scratch array starts with arbitrary content, and the second call reuses the first
+    # one's, so a stale entry would show up as a wrong representative.
+    outputs = [np.asarray(array) for array in deduplicate_twice(scratch, first, second)]
+
+    for ids, representative, rows in [(first, *outputs[:2]), (second, *outputs[2:])]:
+        flat = ids.reshape(-1)
+        groups = brute_force_groups(ids, DEDUP_ROWS)
+        for value, positions in groups.items():
+            chosen = representative[positions]
+            assert np.all(chosen == chosen[0]), (value, chosen)
+            assert chosen[0] in positions
+        outside = (flat < 0) | (flat >= DEDUP_ROWS)
+        np.testing.assert_array_equal(representative[outside], np.flatnonzero(outside))
+        # Each id inside the table is read and written exactly once. All others go to the filler.
+        real = rows[rows != DEDUP_ROWS]
+        assert sorted(real.tolist()) == sorted(groups)
+        np.testing.assert_array_equal(rows[representative[np.flatnonzero(~outside)]], flat[~outside])
 
 
 @pytest.mark.parametrize("sparse", [True, False])
@@ -125,6 +192,55 @@ def test_sparse_by_table_name():
 
     with pytest.raises(ValueError, match="not per-pair tables of the model; its tables are attraction"):
         Trainer(sparse=["satisfaction"], epochs=1).fit(pbm(10), log)
+
+
+def test_sparse_step_updates_state_in_place():
+    # The step donates the training state and the scratch arrays, so XLA writes the new table,
+    # its Adagrad slot and the scratch array into the old buffers instead of copying them.
+    log, _ = simulate_pbm(sessions=64, pairs=20, theta=THETA, seed=8)
+    model = pbm(20)
+    trainer = Trainer(epochs=1, batch_size=64)
+    trainer.fit(model, log)
+    (step,) = trainer._compiled.values()
+    plan = _Plan.build(model, trainer, log, train_weight=lambda: 1.0)
+    state = plan.initial_state(model, step.dense_optimizer, trainer.table_rule)
+    scratch = plan.initial_scratch()
+    batch = jax.device_put(next(iter(log.batches(64))))
+
+    def buffers(state, scratch):
+        arrays = [state.parameters[0][0], state.table_slots[0]["sum_of_squares"], scratch[0]]
+        return [array.unsafe_buffer_pointer() for array in arrays]
+
+    before = buffers(state, scratch)
+    old_table = state.parameters[0][0]
+    state, scratch, halted = step.run(state, scratch, batch, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+
+    assert not bool(halted)
+    assert old_table.is_deleted()
+    assert buffers(state, scratch) == before
+
+
+def test_oov_draws_replace_real_results():
+    # 2,000 sessions of 10 slots, the last 4 of each padding: 12,000 real results. At rate 0.25
+    # the replaced count is binomial with mean 3,000 and standard deviation about 47.
+    ids = np.arange(20_000, dtype=np.int32).reshape(2000, 10) + 2
+    mask = np.zeros((2000, 10), np.uint8)
+    mask[:, :6] = 1
+    batch = {"query_doc_id": ids, "mask": mask, "doc_id": ids.copy()}
+
+    drawn = _replace_with_oov(3, batch, rate=0.25, seed=(0, 1, 0))
+    again = _replace_with_oov(3, batch, rate=0.25, seed=(0, 1, 0))
+    next_step = _replace_with_oov(4, batch, rate=0.25, seed=(0, 1, 0))
+
+    replaced = drawn["query_doc_id"] == 1
+    assert drawn["query_doc_id"].dtype == np.int32
+    assert not replaced[:, 6:].any()
+    assert 3000 - 5 * 47 <= replaced.sum() <= 3000 + 5 * 47
+    np.testing.assert_array_equal(drawn["query_doc_id"][~replaced], ids[~replaced])
+    np.testing.assert_array_equal(drawn["doc_id"], ids)
+    np.testing.assert_array_equal(batch["query_doc_id"], ids)  # the input batch is left intact
+    np.testing.assert_array_equal(again["query_doc_id"], drawn["query_doc_id"])
+    assert not np.array_equal(next_step["query_doc_id"], drawn["query_doc_id"])
 
 
 def test_lazy_adam_leaves_unused_rows():
@@ -255,11 +371,14 @@ def test_nan_loss_stops_with_last_good_parameters():
         np.testing.assert_array_equal(value, expected[key], err_msg=key)
 
 
-def test_nan_from_id_outside_table():
+@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("outside", [500, -3])
+def test_nan_from_id_outside_table(sparse, outside):
+    # JAX would wrap -3 around to row 19 of a 22-row table and clamp 500 to the last row.
     log, _ = simulate_pbm(sessions=64, pairs=20, theta=THETA, seed=13)
-    log.columns["query_doc_id"][5, 0] = 500
+    log.columns["query_doc_id"][5, 0] = outside
     with pytest.raises(TrainingDivergedError, match="ids outside the model's tables"):
-        Trainer(epochs=1, batch_size=64, oov_rate=0.0).fit(pbm(20), log)
+        Trainer(epochs=1, batch_size=64, oov_rate=0.0, sparse=sparse).fit(pbm(20), log)
 
 
 # ---------------------------------------------------------------- penalty hook

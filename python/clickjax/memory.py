@@ -9,11 +9,15 @@ Training with `clickjax.training.Trainer` keeps, for every parameter table:
 - during a dense step (`sparse=False`), the gradient and the update (2 copies), because the new
   parameters reuse the donated buffers. A sparse step gathers and scatters only the rows of its
   batch, so it adds none;
+- with sparse updates, the scratch array that finds the distinct ids of a batch
+  (`clickjax.sparse.find_representatives`): one int32 per row, once per id column, so 4 bytes per
+  query-document pair however many tables the model has on that column;
 - with validation data, the best parameters kept for early stopping, twice, because the copy of
   a better epoch is made while the previous one still exists (2 copies).
 
-So with the defaults (sparse Adagrad) the estimate is 3 times the bytes of the parameter tables,
-5 with validation data, and 6 with dense Adam. `nnx.eval_shape` counts those bytes without
+So with the defaults (sparse Adagrad) the estimate is 3 times the bytes of the parameter tables
+plus 4 bytes per pair, 5 times plus 4 bytes per pair with validation data, and 6 times with dense
+Adam. `nnx.eval_shape` counts those bytes without
 allocating them. On a 10-million-row table (PBM, UBM and DBN on a CPU; BENCHMARKS.md) the
 estimate was 0.80 to 0.99 of the measured peak of resident memory. The estimate leaves out the
 click logs held in memory, which `ClickLog.read` reports, and JAX's compiled programs.
@@ -28,6 +32,7 @@ import jax
 from flax import nnx
 
 from clickjax.models import MODELS
+from clickjax.parameters import EmbeddingLogits
 
 __all__ = ["TABLE_RULE_SLOTS", "MemoryEstimate", "available_memory", "estimate_training_memory", "format_bytes", "parse_bytes"]
 
@@ -35,6 +40,9 @@ __all__ = ["TABLE_RULE_SLOTS", "MemoryEstimate", "available_memory", "estimate_t
 _PARAMETER_COPIES = 2
 _DENSE_STEP_COPIES = 2
 _BEST_STATE_COPIES = 2
+
+# Bytes per table row of the sparse step's scratch array (int32).
+_SCRATCH_BYTES_PER_ROW = 4
 
 # Optimiser slots per table row of each table rule (`clickjax.sparse.TableRule`).
 TABLE_RULE_SLOTS = {"sgd": 0, "adagrad": 1, "adam": 2}
@@ -52,17 +60,20 @@ class MemoryEstimate:
       optimizer_state: the optimiser slots of the table rule.
       step: the gradient and the update during a dense step (0 when sparse).
       best_state: the copy of the best parameters kept for early stopping (0 without validation).
+      scratch: the int32 scratch arrays of the sparse step, one entry per row of each id column's
+        largest table (0 when dense).
     """
 
     parameters: int
     optimizer_state: int
     step: int
     best_state: int
+    scratch: int = 0
 
     @property
     def total(self) -> int:
         """Bytes of all parts together."""
-        return self.parameters + self.optimizer_state + self.step + self.best_state
+        return self.parameters + self.optimizer_state + self.step + self.best_state + self.scratch
 
     def format(self) -> str:
         """Describe the estimate in one line."""
@@ -71,6 +82,7 @@ class MemoryEstimate:
             f"{format_bytes(self.parameters)}, optimiser state {format_bytes(self.optimizer_state)}"
             + (f", gradient and update {format_bytes(self.step)}" if self.step else "")
             + (f", best-epoch copy {format_bytes(self.best_state)}" if self.best_state else "")
+            + (f", sparse-step scratch {format_bytes(self.scratch)}" if self.scratch else "")
         )
 
 
@@ -105,11 +117,16 @@ def estimate_training_memory(
     for _, variable in nnx.to_flat_state(nnx.state(abstract, nnx.Param)):
         value = variable.get_value()
         table_bytes += int(value.size) * value.dtype.itemsize
+    rows_by_column: dict[str, int] = {}
+    for _, module in nnx.iter_modules(abstract):
+        if isinstance(module, EmbeddingLogits):
+            rows_by_column[module.column] = max(rows_by_column.get(module.column, 0), module.rows)
     return MemoryEstimate(
         parameters=_PARAMETER_COPIES * table_bytes,
         optimizer_state=TABLE_RULE_SLOTS[table_optimizer] * table_bytes,
         step=0 if sparse else _DENSE_STEP_COPIES * table_bytes,
         best_state=_BEST_STATE_COPIES * table_bytes if validation else 0,
+        scratch=_SCRATCH_BYTES_PER_ROW * sum(rows_by_column.values()) if sparse else 0,
     )
 
 

@@ -48,6 +48,8 @@ class BatchPipeline:
       stream: the padded batches of the whole epoch, in step order, for a log that is not held
         in memory. The batches before `steps.start` are read and dropped, and their rows are
         reported as an empty array.
+      prepare: called as `prepare(step, batch)` on each numpy batch before it is placed, on the
+        worker thread, and returns the batch to place; None places the batches as cut.
 
     Use it as a context manager, so that the worker stops when the consumer stops early.
     """
@@ -62,6 +64,7 @@ class BatchPipeline:
         prefetch: int,
         *,
         stream: Iterable[dict[str, np.ndarray]] | None = None,
+        prepare: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     ):
         if (order is None) == (stream is None):
             raise ValueError("give either the epoch's session order or a stream of batches, not both or neither")
@@ -72,6 +75,7 @@ class BatchPipeline:
         self.place = place
         self.prefetch = prefetch
         self.stream = stream
+        self.prepare = prepare
         self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -89,6 +93,13 @@ class BatchPipeline:
         return rows, pad_batch(batch, self.batch_size)
 
     def batches(self) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
+        """Yield `(step, rows, numpy batch)` for each step, passed through `prepare` if given."""
+        for step, rows, batch in self._unprepared_batches():
+            if self.prepare is not None:
+                batch = self.prepare(step, batch)
+            yield step, rows, batch
+
+    def _unprepared_batches(self) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
         """Yield `(step, rows, numpy batch)` for each step, cut from the log or read from the stream."""
         if self.stream is None:
             for step in self.steps:

@@ -3,10 +3,13 @@
 A click model's per-pair tables (`clickjax.parameters.EmbeddingLogits`) have one row per
 query-document pair, millions on a large log, while a batch of 4,096 sessions touches at most
 40,960 of them. A dense optimiser step reads and writes every row and every optimiser slot of the
-table at each step. The sparse step in `clickjax.training` gathers the rows present in a batch into
-a small table, differentiates the loss with respect to that small table (the gather's transpose
-sums the gradients of an id that occurs several times in the batch), updates those rows and their
-optimiser slots with a `TableRule`, and scatters them back into the table.
+table at each step. The sparse step in `clickjax.training` chooses one occurrence of each
+distinct id of a batch (`find_representatives`), gathers the rows of those ids into a small table
+with one entry per result of the batch, and points every occurrence of an id at its
+representative's entry. It differentiates the loss with respect to that small table (the
+gather's transpose sums the gradients of an id that occurs several times in the batch), updates
+the representatives' rows and their optimiser slots with a `TableRule`, and scatters them back
+into the table.
 
 Each rule has a dense twin (`TableRule.dense_transformation`), an optax transformation that
 applies the same formula to every row. For `sgd` and `adagrad` a row whose gradient is 0 does not
@@ -23,7 +26,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["TABLE_OPTIMIZERS", "TableRule", "gather_rows", "scatter_rows", "unique_ids"]
+__all__ = [
+    "TABLE_OPTIMIZERS",
+    "TableRule",
+    "find_representatives",
+    "gather_rows",
+    "representative_rows",
+    "scatter_rows",
+]
 
 TABLE_OPTIMIZERS = ("sgd", "adagrad", "adam")
 
@@ -97,31 +107,54 @@ class TableRule:
         return optax.identity()
 
 
-def unique_ids(ids: jax.Array, rows: int) -> tuple[jax.Array, jax.Array]:
-    """Find the distinct ids of an id column, in a fixed-size array so that `jit` compiles once.
+def find_representatives(scratch: jax.Array, ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Choose one occurrence of each distinct id of an id column to represent it, in O(ids.size).
 
-    The ids are sorted without their positions and then looked up by binary search, because on
-    XLA's CPU backend a sort that carries positions along (`argsort`, or `jnp.unique` with
-    `return_inverse`) is several times slower than both together.
+    Each occurrence writes its position into `scratch` at its id's row. When an id occurs
+    several times, one of those writes is the last, so reading `scratch` back at the id gives
+    every occurrence the same position, which is the representative. Every entry that is read was
+    written in the same call, so `scratch` needs no reset between calls and its content on entry
+    does not matter. Which occurrence wins is up to the backend (XLA's CPU backend in jax 0.10
+    keeps the last one), but every occurrence reads the same winner. A training step keeps one
+    such array per id column, 4 bytes per table row.
 
     Args:
-      ids: an int id column of any shape.
-      rows: the number of rows of the table the ids index.
+      scratch: int32 `[rows]`, one entry per row of the table the ids index. The caller donates
+        it and passes the returned array to the next call.
+      ids: an int id column of any shape, `[batch, positions]` in a training step.
 
     Returns:
-      `(index, local)`: `index` `[ids.size]` contains each distinct id once, followed by `rows`
-      as filler, with every id outside `0..rows - 1` also replaced by `rows`. `local` has the
-      shape of `ids` and gives the position of each id in `index`.
+      `(scratch, representative)`: the updated scratch array, and `representative`
+      `[ids.size]` int32, which gives for each position of the flattened ids the position of
+      the occurrence that represents its id. An id outside `0..rows - 1` is its own
+      representative and leaves `scratch` unchanged.
     """
     flat = ids.reshape(-1)
-    ordered = jnp.sort(flat)
-    starts = jnp.concatenate([jnp.ones((1,), bool), ordered[1:] != ordered[:-1]])
-    group = jnp.cumsum(starts) - 1
-    # The distinct ids in increasing order, then the dtype's maximum, so the array stays sorted.
-    distinct = jnp.full(flat.shape, jnp.iinfo(flat.dtype).max, flat.dtype).at[group].set(ordered)
-    local = jnp.searchsorted(distinct, flat).astype(jnp.int32)
-    index = jnp.where((distinct >= 0) & (distinct < rows), distinct, rows)
-    return index, local.reshape(ids.shape)
+    position = jnp.arange(flat.size, dtype=jnp.int32)
+    rows = scratch.shape[0]
+    inside = (flat >= 0) & (flat < rows)
+    row = jnp.where(inside, flat, rows)
+    scratch = scratch.at[row].set(position, mode="drop")
+    representative = jnp.where(inside, scratch.at[row].get(mode="fill", fill_value=0), position)
+    return scratch, representative
+
+
+def representative_rows(ids: jax.Array, representative: jax.Array, rows: int) -> jax.Array:
+    """Return the table row of each representative occurrence, and `rows` for every other one.
+
+    Args:
+      ids: the id column given to `find_representatives`, any shape.
+      representative: `[ids.size]` int32, as `find_representatives` returns it.
+      rows: the number of rows of the table; an id outside `0..rows - 1` also becomes `rows`.
+
+    Returns:
+      `[ids.size]` int32 row numbers in which every row inside the table occurs at most once, so
+      that `scatter_rows` writes each row once and `gather_rows` reads nothing for the other
+      occurrences.
+    """
+    flat = ids.reshape(-1)
+    chosen = representative == jnp.arange(flat.size, dtype=jnp.int32)
+    return jnp.where(chosen & (flat >= 0) & (flat < rows), flat, rows).astype(jnp.int32)
 
 
 def gather_rows(table: jax.Array, index: jax.Array) -> jax.Array:
@@ -132,6 +165,7 @@ def gather_rows(table: jax.Array, index: jax.Array) -> jax.Array:
 def scatter_rows(table: jax.Array, index: jax.Array, values: jax.Array) -> jax.Array:
     """Write `values` to `table[index]`, dropping every index outside the table.
 
-    With an `index` from `unique_ids`, every row inside the table is written at most once.
+    With an `index` from `representative_rows`, every row inside the table is written at most
+    once, so the result does not depend on the order of the writes.
     """
     return table.at[index].set(values, mode="drop")

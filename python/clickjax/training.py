@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -47,7 +48,14 @@ from clickjax.distributed import DataParallel
 from clickjax.metrics import Metrics, evaluate
 from clickjax.parameters import EmbeddingLogits
 from clickjax.pipeline import BatchPipeline
-from clickjax.sparse import TABLE_OPTIMIZERS, TableRule, gather_rows, scatter_rows, unique_ids
+from clickjax.sparse import (
+    TABLE_OPTIMIZERS,
+    TableRule,
+    find_representatives,
+    gather_rows,
+    representative_rows,
+    scatter_rows,
+)
 
 __all__ = [
     "EpochRecord",
@@ -308,7 +316,8 @@ class Trainer:
         plan = _Plan.build(model, self, train, train_weight=lambda: self._total(_result_weight(train, self.batch_size)))
         step = plan.step_function(self, self.total_steps(train), lambda optimizer: self._state_shardings(model, plan, optimizer))
         initial = plan.initial_state(model, step.dense_optimizer, self.table_rule)
-        run = _Run(plan, step, self._place_state(initial, step.shardings))
+        scratch = self._place_state(plan.initial_scratch(), step.scratch_shardings)
+        run = _Run(plan, step, self._place_state(initial, step.shardings), scratch)
         progress = _Progress(validated=validation is not None)
         store = None
         if self.checkpoint_dir is not None:
@@ -382,10 +391,11 @@ class Trainer:
             return count
         return self.parallel.sum_across_processes(count).item()
 
-    def _state_shardings(self, model: nnx.Module, plan: _Plan, dense_optimizer) -> _State | None:
-        """Return the sharding of every array of the training state on the mesh, or None without one.
+    def _state_shardings(self, model: nnx.Module, plan: _Plan, dense_optimizer) -> tuple[_State, tuple] | None:
+        """Return the sharding of every array of the training state and of the scratch arrays, or None without a mesh.
 
-        A table slot is sharded like its table. An optimiser-state array whose path ends with a
+        A table slot is sharded like its table, and the scratch array of an id column like the
+        largest sparse table indexed by that column. An optimiser-state array whose path ends with a
         parameter's path (the moments of dense Adam, for example) is sharded like that parameter.
         Everything else, such as step counts and loss sums, is replicated.
         """
@@ -404,7 +414,7 @@ class Trainer:
             return replicated
 
         shapes = jax.eval_shape(lambda: plan.initial_state(model, dense_optimizer, self.table_rule))
-        return _State(
+        state = _State(
             parameters=(
                 tables,
                 jax.tree_util.tree_map_with_path(lambda key_path, _: by_path[_names(key_path)], shapes.parameters[1]),
@@ -414,9 +424,14 @@ class Trainer:
             loss_sum=replicated,
             weight_sum=replicated,
         )
+        scratch = tuple(tables[plan.sparse_paths.index(path)] for path in plan.scratch_tables)
+        return state, scratch
 
-    def _place_state(self, state: _State, shardings: _State | None) -> _State:
-        """Put every array of the training state in its sharding on the mesh (unchanged without one)."""
+    def _place_state(self, state, shardings):
+        """Put every array of the training state (or of the scratch arrays) in its sharding on the mesh.
+
+        Without a mesh (`shardings` None) the arrays are returned unchanged.
+        """
         if shardings is None:
             return state
         return jax.tree.map(self.parallel.put, state, shardings)
@@ -450,18 +465,21 @@ class Trainer:
         last = steps_per_epoch
         if self.max_steps is not None:
             last = min(last, first + self.max_steps - progress.step)
-        epoch_key = jax.random.fold_in(jax.random.key(self.seed), epoch)
+        prepare = None
+        if self.oov_rate > 0:
+            # The draws depend on the process too, so that processes draw for their own sessions.
+            draw_seed = (self.seed, epoch, jax.process_index())
+            prepare = functools.partial(_replace_with_oov, rate=self.oov_rate, seed=draw_seed)
         halted = jnp.zeros((), bool)
         pending = None  # (epoch step, global step, rows, halted flag) of the step not yet checked
         batch_size = self._local_batch_size()
         pipeline = BatchPipeline(
-            train, order, batch_size, range(first, last), self._place, self.prefetch, stream=stream
+            train, order, batch_size, range(first, last), self._place, self.prefetch, stream=stream, prepare=prepare
         )
         with pipeline:
             for epoch_step, rows, batch in pipeline:
-                key = jax.random.fold_in(epoch_key, epoch_step)
                 count = jnp.asarray(progress.step, jnp.int32)
-                run.state, halted = run.step.run(run.state, batch, key, count, halted)
+                run.state, run.scratch, halted = run.step.run(run.state, run.scratch, batch, count, halted)
                 # Check the previous step while this one runs, so the host never waits for the device.
                 if pending is not None:
                     _check_finite(pending, epoch)
@@ -692,6 +710,22 @@ class _Plan:
     def table_state(self, tables) -> nnx.State:
         return nnx.from_flat_state([(path, nnx.Param(jnp.asarray(table))) for path, table in zip(self.sparse_paths, tables)])
 
+    @property
+    def scratch_tables(self) -> tuple:
+        """The parameter path of the largest sparse table of each id column, which sizes its scratch array."""
+        largest = {}
+        for path, column, rows in zip(self.sparse_paths, self.sparse_columns, self.sparse_rows):
+            if column not in largest or rows > largest[column][1]:
+                largest[column] = (path, rows)
+        return tuple(path for path, _ in largest.values())
+
+    def initial_scratch(self) -> tuple:
+        """Create the scratch array of `find_representatives` for each id column of the sparse tables.
+
+        Its content does not matter, so zeros will do; the step donates and reuses it.
+        """
+        return tuple(jnp.zeros((self.sparse_rows[self.sparse_paths.index(path)],), jnp.int32) for path in self.scratch_tables)
+
     def initial_state(self, model: nnx.Module, dense_optimizer, rule: TableRule | None) -> _State:
         # The step donates its input buffers, so train on copies and leave the model's arrays intact.
         tables, dense = jax.tree.map(jnp.array, self.split(model))
@@ -717,8 +751,8 @@ class _Plan:
     def step_function(self, trainer: Trainer, total_steps: int, shardings_for: Callable) -> _Step:
         """Return the jitted step, built once per trainer, model structure and run length.
 
-        `shardings_for(dense_optimizer)` returns the shardings of the training state on the
-        trainer's mesh, or None without one.
+        `shardings_for(dense_optimizer)` returns the shardings of the training state and of the
+        scratch arrays on the trainer's mesh, or None without one.
         """
         key = (self.graphdef, self.sparse_paths, self.dense_table_paths, self.train_weight, total_steps)
         if key not in trainer._compiled:
@@ -746,15 +780,22 @@ class _Step:
     run: Callable
     dense_optimizer: optax.GradientTransformation
     shardings: _State | None  # of the training state on the mesh; None without one
+    scratch_shardings: tuple | None  # of the scratch arrays on the mesh; None without one
 
 
 @dataclass
 class _Run:
-    """The compiled step and the live training state of one `fit` call."""
+    """The compiled step and the live training state of one `fit` call.
+
+    `scratch` contains the scratch arrays of `find_representatives`, one per id column of the
+    sparse tables. The step donates them like the state, but checkpoints leave them out, because
+    their content does not matter between steps.
+    """
 
     plan: _Plan
     step: _Step
     state: _State
+    scratch: tuple
 
 
 def _names(key_path) -> tuple:
@@ -771,9 +812,9 @@ def _names(key_path) -> tuple:
 def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: Callable) -> _Step:
     """Build the jitted training step for `plan`; see `_State` for what it reads and writes."""
     dense_optimizer, table_schedule = plan.optimizers(trainer, total_steps)
-    shardings = shardings_for(dense_optimizer)
+    shardings, scratch_shardings = shardings_for(dense_optimizer) or (None, None)
+    scratch_columns = tuple(plan.sparse_columns[plan.sparse_paths.index(path)] for path in plan.scratch_tables)
     rule = trainer.table_rule
-    oov_rate = trainer.oov_rate
     clip_norm = trainer.clip_norm
     weight_decay = trainer.weight_decay
 
@@ -788,17 +829,25 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
             total = total + _module_at(model, path).penalty() / plan.train_weight
         return total, loss
 
-    def step(state: _State, batch, key, count, halted):
-        batch = _replace_with_oov(batch, key, oov_rate)
+    def step(state: _State, scratch: tuple, batch, count, halted):
         tables, dense = state.parameters
 
-        # Gather the rows each sparse table uses in this batch, once per id column.
-        locals_by_column = {}
-        for column, rows in zip(plan.sparse_columns, plan.sparse_rows):
-            if column not in locals_by_column:
-                locals_by_column[column] = unique_ids(batch[column], rows)
-        batch = {**batch, **{_LOCAL_COLUMN.format(c): local for c, (_, local) in locals_by_column.items()}}
-        indices = tuple(locals_by_column[column][0] for column in plan.sparse_columns)
+        # Choose one occurrence of each id per id column. The small table of a sparse table has
+        # one entry per result, and every result reads the entry of its id's representative.
+        new_scratch, representatives = [], {}
+        for column, column_scratch in zip(scratch_columns, scratch):
+            column_scratch, representatives[column] = find_representatives(column_scratch, batch[column])
+            new_scratch.append(column_scratch)
+        batch = {
+            **batch,
+            **{_LOCAL_COLUMN.format(c): r.reshape(batch[c].shape) for c, r in representatives.items()},
+        }
+
+        # Only the representatives' entries are read from the table and written back to it.
+        indices = tuple(
+            representative_rows(batch[column], representatives[column], rows)
+            for column, rows in zip(plan.sparse_columns, plan.sparse_rows)
+        )
         small = tuple(gather_rows(table, index) for table, index in zip(tables, indices))
 
         (total, loss), (dense_gradient, small_gradient) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
@@ -842,15 +891,16 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
             loss_sum=state.loss_sum + jnp.where(apply, loss * weight, 0.0),
             weight_sum=state.weight_sum + jnp.where(apply, weight, 0.0),
         )
-        return new_state, ~apply
+        return new_state, tuple(new_scratch), ~apply
 
     if shardings is None:
-        return _Step(run=jax.jit(step, donate_argnums=0), dense_optimizer=dense_optimizer, shardings=None)
+        run = jax.jit(step, donate_argnums=(0, 1))
+        return _Step(run=run, dense_optimizer=dense_optimizer, shardings=None, scratch_shardings=None)
     # Fixing the output shardings to the input's keeps the state where `_place_state` put it, so
     # the donated buffers are reused and the next step compiles for the same shardings.
-    out_shardings = (shardings, trainer.parallel.replicated)
-    run = jax.jit(step, donate_argnums=0, out_shardings=out_shardings)
-    return _Step(run=run, dense_optimizer=dense_optimizer, shardings=shardings)
+    out_shardings = (shardings, scratch_shardings, trainer.parallel.replicated)
+    run = jax.jit(step, donate_argnums=(0, 1), out_shardings=out_shardings)
+    return _Step(run=run, dense_optimizer=dense_optimizer, shardings=shardings, scratch_shardings=scratch_shardings)
 
 
 def _has_penalty(module: nnx.Module) -> bool:
@@ -869,8 +919,15 @@ def _module_at(model: nnx.Module, path: tuple) -> nnx.Module:
     return module
 
 
-def _replace_with_oov(batch, key, rate):
-    """Replace the pair id of a random `rate` fraction of real results by the out-of-vocabulary id 1."""
+def _replace_with_oov(step: int, batch: dict[str, np.ndarray], *, rate: float, seed: tuple) -> dict[str, np.ndarray]:
+    """Replace the pair id of a random `rate` fraction of a numpy batch's real results by the out-of-vocabulary id 1.
+
+    It runs before the batch is placed, on the input pipeline's worker thread unless `prefetch` is
+    0, so the jitted step draws no random numbers. The draws depend only on `seed` (the trainer's
+    seed, the epoch and the process) and the step, so a resumed run draws what the interrupted
+    run would have drawn.
+    """
+    rng = np.random.default_rng((*seed, step))
     real = batch["mask"] == 1
-    replaced = jax.random.bernoulli(key, rate, real.shape) & real
-    return {**batch, "query_doc_id": jnp.where(replaced, 1, batch["query_doc_id"])}
+    replaced = (rng.random(real.shape, dtype=np.float32) < rate) & real
+    return {**batch, "query_doc_id": np.where(replaced, np.int32(1), batch["query_doc_id"])}
