@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,9 @@ DEFAULT_OOV_RATE = 0.01
 
 # Batches prepared and placed on the device ahead of the step that uses them.
 DEFAULT_PREFETCH = 2
+
+# Steps dispatched and not yet checked for a non-finite loss: the device's queue of work.
+_STEPS_IN_FLIGHT = 2
 
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop")
 SCHEDULES = ("constant", "warmup", "cosine")
@@ -452,28 +456,29 @@ class Trainer:
             last = min(last, first + self.max_steps - progress.step)
         epoch_key = jax.random.fold_in(jax.random.key(self.seed), epoch)
         halted = jnp.zeros((), bool)
-        pending = None  # (epoch step, global step, rows, halted flag) of the step not yet checked
+        # (epoch step, global step, rows, halted flag) of the steps not yet checked, oldest first.
+        pending: deque = deque()
         batch_size = self._local_batch_size()
         pipeline = BatchPipeline(
             train, order, batch_size, range(first, last), self._place, self.prefetch, stream=stream
         )
         with pipeline:
             for epoch_step, rows, batch in pipeline:
-                key = jax.random.fold_in(epoch_key, epoch_step)
-                count = jnp.asarray(progress.step, jnp.int32)
-                run.state, halted = run.step.run(run.state, batch, key, count, halted)
-                # Check the previous step while this one runs, so the host never waits for the device.
-                if pending is not None:
-                    _check_finite(pending, epoch)
-                pending = (epoch_step, progress.step, rows, halted)
+                # numpy scalars reach the jitted step without a dispatch of their own.
+                step_numbers = (np.int32(epoch_step), np.int32(progress.step))
+                run.state, halted = run.step.run(run.state, batch, epoch_key, *step_numbers, halted)
+                pending.append((epoch_step, progress.step, rows, halted))
+                # Check only steps older than the last `_STEPS_IN_FLIGHT`, so the device has queued
+                # work while this thread waits for the next batch or for the GIL.
+                while len(pending) > _STEPS_IN_FLIGHT:
+                    _check_finite(pending.popleft(), epoch)
                 progress.step += 1
                 progress.epoch_step = epoch_step + 1
                 if store is not None and self.checkpoint_every and progress.step % self.checkpoint_every == 0:
-                    _check_finite(pending, epoch)
+                    _check_all_finite(pending, epoch)
                     if progress.epoch_step < steps_per_epoch:
                         store.save(run.state, progress, wait=False)
-            if pending is not None:
-                _check_finite(pending, epoch)
+            _check_all_finite(pending, epoch)
 
     def _end_epoch(self, model, run, progress, validation, epoch, epoch_started) -> None:
         state = run.state
@@ -547,6 +552,12 @@ def _check_finite(pending, epoch: int) -> None:
     epoch_step, global_step, rows, halted = pending
     if bool(halted):
         raise TrainingDivergedError(epoch, epoch_step, global_step, rows)
+
+
+def _check_all_finite(pending: deque, epoch: int) -> None:
+    """Check the pending steps oldest first, so that an error names the first step that failed."""
+    while pending:
+        _check_finite(pending.popleft(), epoch)
 
 
 def _check_at_least(name: str, value: int, minimum: int) -> None:
@@ -788,7 +799,8 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
             total = total + _module_at(model, path).penalty() / plan.train_weight
         return total, loss
 
-    def step(state: _State, batch, key, count, halted):
+    def step(state: _State, batch, epoch_key, epoch_step, count, halted):
+        key = jax.random.fold_in(epoch_key, epoch_step)
         batch = _replace_with_oov(batch, key, oov_rate)
         tables, dense = state.parameters
 
