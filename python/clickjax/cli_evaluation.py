@@ -217,6 +217,8 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         if ranking:
             differences = bootstrap_ranking_metrics(results[0], results[1], samples=args.bootstrap, confidence=args.confidence, seed=args.seed)
         else:
+            # NOTE: the replicates resample whole queries, so every batch is kept in memory, even
+            # for test shards streamed from disk.
             differences = bootstrap_click_metrics(
                 models[0], models[1], list(logs[0].batches(_EVALUATION_BATCH_SIZE)),
                 second_batches=list(logs[1].batches(_EVALUATION_BATCH_SIZE)),

@@ -3,9 +3,9 @@
 `BatchPipeline` cuts the batches of one epoch from a `ClickLog` on a worker thread and places
 each on the device there, up to `prefetch` batches before the step that uses it. The consuming
 thread, which dispatches the training steps, does no per-batch host work, so it keeps the device
-busy even when a reader competes for the cores. `np.take` (see `clickjax.data.take_rows`) and
-`jax.device_put` release the GIL while they copy. Every batch has `batch_size` rows, the last one
-padded with empty sessions (mask 0, weight 0), so the jitted step compiles once.
+busy even when a reader competes for the cores. The worker cuts with `np.take` (see
+`clickjax.data.take_rows`), which releases the GIL while it copies. Every batch has `batch_size`
+rows, the last one padded with empty sessions (mask 0, weight 0), so the jitted step compiles once.
 
 A log without columns in memory, such as `clickjax.shards.ShardedLog`, gives its batches as a
 stream instead (`stream`), which the worker reads in order.

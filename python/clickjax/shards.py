@@ -138,6 +138,7 @@ class ShardReader:
       columns: the column names of every batch, the batch contract's first.
       vocabulary: the `vocabulary` entry of the shards' manifest (table sizes and the id of the
         vocabulary that encoded them), or None for shard files without a manifest.
+      threads: decoding threads, as for `read_shards`.
     """
 
     def __init__(
