@@ -47,6 +47,9 @@ PAIRS = 50_000
 POSITIONS = 10
 BATCH_SIZE = 4096
 SHARD_SESSIONS = 25_000
+# An epoch's first batch waits until the shuffle buffer is full, so a buffer of a tenth of the log
+# keeps that wait short, as the default of 100,000 sessions does on logs of millions.
+BUFFER_SESSIONS = 10_000
 # The trainer shuffles epoch 1 with seed * 100_003 + 1 (`Trainer._run_epoch`), here with seed 0.
 EPOCH_SHUFFLE_SEED = 1
 
@@ -154,7 +157,7 @@ def test_pipeline_reading_while_training(benchmark, request, log, log_file, dbn_
 def shards(log_file, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipeline") / "shards"
     ingest("wscd", [log_file], folder, positions=POSITIONS, shard_sessions=SHARD_SESSIONS, threads=1)
-    return ShardedLog([folder], threads=1)
+    return ShardedLog([folder], buffer_sessions=BUFFER_SESSIONS, threads=1)
 
 
 class _BatchesInMemory:

@@ -517,7 +517,8 @@ def _value_bytes(value_type: pa.DataType) -> int:
     if pa.types.is_fixed_size_list(value_type):
         return value_type.list_size * _value_bytes(value_type.value_type)
     try:
-        return value_type.bit_width // 8
+        # numpy stores a boolean, one bit in Arrow, in a byte.
+        return max(value_type.bit_width, 8) // 8
     except ValueError:
         # NOTE: strings and variable-length lists have no fixed width, so they are left out of
         # `decoded_bytes`; shards written by clickjax ingest have none.
