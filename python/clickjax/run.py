@@ -266,8 +266,10 @@ def train_and_evaluate(
     # only its rows, so the estimate is then too high by up to the device count.
     # A compressed pair table keeps pairs / compression entries per role.
     table_entries = table_rows if config.pair_table == "table" else math.ceil(table_rows / config.compression)
-    stream_bytes = sum(
-        log.stream_bytes(config.batch_size, _BATCHES_AHEAD) for log in logs.values() if isinstance(log, ShardedLog)
+    # Training, validation and test read their shards one after another, so the largest stream counts.
+    stream_bytes = max(
+        (log.stream_bytes(config.batch_size, _BATCHES_AHEAD) for log in logs.values() if isinstance(log, ShardedLog)),
+        default=0,
     )
     _check_memory(config, table_entries, validation is not None, max_memory, on_memory, stream_bytes)
 
