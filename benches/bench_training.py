@@ -6,6 +6,13 @@
 - `test_pipeline_*`: reading a gzip WSCD log with the Rust reader, one epoch of DBN training, and
   both at once (the reader on a second thread). The pipeline keeps up when the concurrent time is at
   most the slower of the two alone divided by 0.9.
+- `test_parquet_pipeline_*`: the same log ingested into 4 Parquet shards. Reading them alone (the
+  shuffled batches of one epoch, shard-order shuffle and shuffle buffer included), one epoch of
+  DBN training on those same batches read beforehand, and training while streaming the shards
+  (`ShardedLog`, read on the trainer's worker thread).
+
+The pipeline ratios, the slower of reading and training alone divided by the time of both, from
+the medians of the same run, are printed at the end; 0.9 or more means the pipeline keeps up.
 - `test_table_updates`: PBM with a 10-million-row attraction table, batches of 4,096 sessions,
   Adagrad on the table, sparse against dense updates.
 - `test_table_step_cost`: the same model with Adagrad or Adam on the table. Each `fit` has a fixed
@@ -15,8 +22,9 @@
   fixed costs in `extra_info` and on the terminal. The benchmark's own time is that of the whole
   measurement.
 
-XLA runs on one thread in this file (`XLA_FLAGS` below, set before JAX starts), so that training
-and reading each get one core of a 2-core machine.
+XLA runs on one thread in this file (`XLA_FLAGS` below, set before JAX starts), and so do the
+readers (`threads=1`, and one thread in pyarrow's pools), so that training and reading each get
+one core of a 2-core machine.
 
 Run: .venv-test/bin/python -m pytest benches/bench_training.py --benchmark-only
 """
@@ -29,10 +37,13 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from clickjax.data import ClickLog, Vocabulary  # noqa: E402
+from clickjax.ingest import ingest  # noqa: E402
+from clickjax.shards import ShardedLog  # noqa: E402
 from clickjax.models import MODELS  # noqa: E402
 from clickjax.simulation import Catalogue, draw_random_parameters, simulate  # noqa: E402
 from clickjax.training import Trainer  # noqa: E402
@@ -42,6 +53,18 @@ SESSIONS = 100_000
 PAIRS = 50_000
 POSITIONS = 10
 BATCH_SIZE = 4096
+SHARD_SESSIONS = 25_000
+# An epoch's first batch waits until the shuffle buffer is full, so a buffer of a tenth of the log
+# keeps that wait short, as the default of 100,000 sessions does on logs of millions.
+BUFFER_SESSIONS = 10_000
+# The trainer shuffles epoch 1 with seed * 100_003 + 1 (`Trainer._run_epoch`), here with seed 0.
+EPOCH_SHUFFLE_SEED = 1
+
+pa.set_cpu_count(1)
+pa.set_io_thread_count(1)
+
+# Median seconds of the pipeline benchmarks, by test name, for the ratios printed at the end.
+medians: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -86,16 +109,46 @@ def dbn_trainer(log):
     return trainer, model
 
 
-def test_pipeline_reader_alone(benchmark, log_file):
-    benchmark.pedantic(read, args=(log_file,), rounds=3, iterations=1)
+@pytest.fixture(scope="module", autouse=True)
+def pipeline_ratios(request):
+    yield
+    pairs = {
+        "raw text": ("test_pipeline_reader_alone", "test_pipeline_training_alone", "test_pipeline_reading_while_training"),
+        "parquet": (
+            "test_parquet_pipeline_reader_alone",
+            "test_parquet_pipeline_training_alone",
+            "test_parquet_pipeline_reading_while_training",
+        ),
+    }
+    lines = ["\npipeline overlap, the slower of reading and training alone / both at once (medians):"]
+    for name, (reading, training, both) in pairs.items():
+        if {reading, training, both} <= medians.keys():
+            slower = max(medians[reading], medians[training])
+            lines.append(
+                f"  {name}: reading {medians[reading] * 1e3:.0f} ms, training {medians[training] * 1e3:.0f} ms, "
+                f"both {medians[both] * 1e3:.0f} ms, ratio {slower / medians[both]:.2f}"
+            )
+    # Printed with pytest's output capture suspended, so the summary shows without -s.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n".join(lines))
 
 
-def test_pipeline_training_alone(benchmark, log, dbn_trainer):
+def measure(benchmark, request, function, *args):
+    benchmark.pedantic(function, args=args, rounds=3, iterations=1)
+    medians[request.node.name] = benchmark.stats.stats.median
+
+
+def test_pipeline_reader_alone(benchmark, request, log_file):
+    measure(benchmark, request, read, log_file)
+
+
+def test_pipeline_training_alone(benchmark, request, log, dbn_trainer):
     trainer, model = dbn_trainer
-    benchmark.pedantic(trainer.fit, args=(model, log), rounds=3, iterations=1)
+    measure(benchmark, request, trainer.fit, model, log)
 
 
-def test_pipeline_reading_while_training(benchmark, log, log_file, dbn_trainer):
+def test_pipeline_reading_while_training(benchmark, request, log, log_file, dbn_trainer):
     trainer, model = dbn_trainer
 
     def both():
@@ -104,7 +157,46 @@ def test_pipeline_reading_while_training(benchmark, log, log_file, dbn_trainer):
         trainer.fit(model, log)
         reader.join()
 
-    benchmark.pedantic(both, rounds=3, iterations=1)
+    measure(benchmark, request, both)
+
+
+@pytest.fixture(scope="module")
+def shards(log_file, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline") / "shards"
+    ingest("wscd", [log_file], folder, positions=POSITIONS, shard_sessions=SHARD_SESSIONS, threads=1)
+    return ShardedLog([folder], buffer_sessions=BUFFER_SESSIONS, threads=1)
+
+
+class _BatchesInMemory:
+    """The shuffled batches of one epoch of `shards`, read beforehand, for the trainer's stream path."""
+
+    def __init__(self, shards: ShardedLog):
+        self.num_sessions = shards.num_sessions
+        self._batches = list(shards.batches(BATCH_SIZE, shuffle=True, seed=EPOCH_SHUFFLE_SEED))
+
+    def batches(self, batch_size, *, shuffle=False, seed=0):
+        return iter(self._batches)
+
+
+def read_epoch(shards: ShardedLog) -> int:
+    return sum(1 for _ in shards.batches(BATCH_SIZE, shuffle=True, seed=EPOCH_SHUFFLE_SEED))
+
+
+def test_parquet_pipeline_reader_alone(benchmark, request, shards):
+    measure(benchmark, request, read_epoch, shards)
+
+
+def test_parquet_pipeline_training_alone(benchmark, request, shards, dbn_trainer):
+    trainer, model = dbn_trainer
+    in_memory = _BatchesInMemory(shards)
+    trainer.fit(model, in_memory)  # compile outside the measurement
+    measure(benchmark, request, trainer.fit, model, in_memory)
+
+
+def test_parquet_pipeline_reading_while_training(benchmark, request, shards, dbn_trainer):
+    trainer, model = dbn_trainer
+    trainer.fit(model, shards)  # compile outside the measurement
+    measure(benchmark, request, trainer.fit, model, shards)
 
 
 # ---------------------------------------------------------------- sparse against dense tables

@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 
 import jax
+import pyarrow as pa
 
 from clickjax import __version__
 from clickjax import distributed
@@ -41,6 +42,7 @@ from clickjax.models import MODELS
 from clickjax.pair_tables import TABLE_KINDS
 from clickjax.progress import Progress
 from clickjax.run import TrainingConfig, train_and_evaluate
+from clickjax.shards import DEFAULT_BUFFER_SESSIONS
 from clickjax.simulation import SimulationConfig, run_simulation, truth_path
 from clickjax.training import (
     DEFAULT_LEARNING_RATE,
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _apply_config(argv, subparsers)
         args = parser.parse_args(argv)
+        _apply_threads(getattr(args, "threads", None))
         return args.handler(args)
     except OSError as error:
         if error.filename is not None and error.strerror is not None:
@@ -98,6 +101,16 @@ def _apply_config(argv: list[str], subparsers: dict[str, argparse.ArgumentParser
             apply_config_file(subparsers[command], Path(rest[index + 1]))
         elif word.startswith("--config="):
             apply_config_file(subparsers[command], Path(word.removeprefix("--config=")))
+
+
+def _apply_threads(threads: int | None) -> None:
+    """Size pyarrow's CPU and I/O thread pools, which decode Parquet, to --threads for the whole process."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    pa.set_cpu_count(threads)
+    pa.set_io_thread_count(threads)
 
 
 def _memory_size(text: str) -> int:
@@ -184,6 +197,8 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         help="prior of the per-pair parameters: none (default), l2:STRENGTH or beta:A,B; see docs/parameters.md",
     )
     _add_training_options(train)
+    _add_reading_options(train, stream=True)
+    _add_shuffle_buffer_option(train)
     _add_scaling_options(train)
     _add_common_options(train)
     train.set_defaults(handler=_train_command)
@@ -238,8 +253,10 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     _add_common_options(simulate)
     simulate.set_defaults(handler=_simulate_command)
     _add_ingest_command(commands)
+    _add_reading_options(commands.choices["ingest"], stream=False)
     _add_common_options(commands.choices["ingest"])
     add_evaluation_commands(commands, _add_common_options)
+    _add_reading_options(commands.choices["evaluate"], stream=True)
     return parser, dict(commands.choices)
 
 
@@ -318,6 +335,31 @@ def _add_ingest_command(commands) -> None:
     )
 
     ingest_parser.set_defaults(handler=_ingest_command)
+
+
+def _add_reading_options(parser: argparse.ArgumentParser, *, stream: bool) -> None:
+    """Add --threads, and with `stream` the choice between streaming Parquet shards and loading them."""
+    parser.add_argument(
+        "--threads", type=int, metavar="N",
+        help="reader threads, decompression included, and the size of pyarrow's thread pools that decode "
+        "Parquet (default: the number of cores)",
+    )
+    if not stream:
+        return
+    parser.add_argument(
+        "--stream", action=argparse.BooleanOptionalAction, default=None,
+        help="--format parquet: read the shards from disk batch by batch, in bounded memory (--stream), or load "
+        "them into memory once (--no-stream); default: load them when their decoded size is at most a quarter of "
+        "--max-memory (train) or of the memory available",
+    )
+
+
+def _add_shuffle_buffer_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shuffle-buffer", type=int, default=DEFAULT_BUFFER_SESSIONS, metavar="SESSIONS",
+        help="sessions in the shuffle buffer of streamed shards, which draws each batch from the buffer "
+        f"after a seeded shuffle of the shard order (default: {DEFAULT_BUFFER_SESSIONS:,})",
+    )
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -473,6 +515,9 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
         pair_table=getattr(args, "pair_table", "table"),
         compression=getattr(args, "compression", 1.0),
         prior=getattr(args, "prior", "none"),
+        stream=getattr(args, "stream", None),
+        shuffle_buffer=getattr(args, "shuffle_buffer", DEFAULT_BUFFER_SESSIONS),
+        threads=getattr(args, "threads", None),
         **paths,
     )
 
@@ -602,6 +647,7 @@ def _ingest_command(args: argparse.Namespace) -> int:
         drop_sessions_without_clicks=args.drop_sessions_without_clicks,
         min_results=args.min_results,
         min_sessions_per_query=args.min_sessions_per_query,
+        threads=args.threads,
     )
     _print_report(read_load_report(args.output))
     rows = f"{manifest['sessions']:,} rows standing for {manifest['weight']:,.0f} sessions" if args.aggregate else f"{manifest['sessions']:,} sessions"

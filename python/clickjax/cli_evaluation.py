@@ -22,7 +22,8 @@ from clickjax.progress import Progress
 from clickjax.ranking import DEFAULT_CUTOFFS, RankingMetrics, ranking_metrics
 from clickjax.ingest import vocabulary_id
 from clickjax.serialization import VOCABULARY_FILE, load_model, load_training_pairs
-from clickjax.shards import ShardReader
+from clickjax.memory import available_memory, loads_in_memory
+from clickjax.shards import ShardedLog, ShardReader
 from clickjax.vocabulary import load_vocabulary
 
 __all__ = ["add_evaluation_commands"]
@@ -123,7 +124,7 @@ def _load_vocabulary(model_dir: Path, model) -> Vocabulary:
     return vocabulary
 
 
-def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog:
+def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog | ShardedLog:
     config = _training_config(model_dir)
     annotation = args.format == "baidu-annotation"
     rules = {}
@@ -137,22 +138,34 @@ def _read_test(args, model_dir: Path, model, bars: Progress) -> ClickLog:
     vocabulary = _load_vocabulary(model_dir, model)
     if args.format == "parquet" and reads_vocabulary_ids(model):
         _check_shard_vocabulary(args.test, vocabulary, model_dir)
-    with bars.bar(f"reading the test log for {model_dir}", unit=" sessions") as bar:
-        log = ClickLog.read(
-            args.format,
-            [str(path) for path in args.test],
-            vocabulary,
-            # Annotation lists run to about 60 results and are padded to their own length.
-            positions=None if annotation else model.positions,
-            on_error=args.on_error,
-            document_key=config.get("document_key") if not annotation else None,
-            on_batch=bar.update,
-            **rules,
-        )
+    log = _open_test_shards(args, model) if args.format == "parquet" else None
+    if log is None:
+        with bars.bar(f"reading the test log for {model_dir}", unit=" sessions") as bar:
+            log = ClickLog.read(
+                args.format,
+                [str(path) for path in args.test],
+                vocabulary,
+                # Annotation lists run to about 60 results and are padded to their own length.
+                positions=None if annotation else model.positions,
+                on_error=args.on_error,
+                document_key=config.get("document_key") if not annotation else None,
+                on_batch=bar.update,
+                threads=args.threads,
+                **rules,
+            )
     if args.format == "parquet" and reads_vocabulary_ids(model):
         # Shards of one ingest share its vocabulary, which may know pairs training never saw.
         mark_unseen_pairs(log, load_training_pairs(model_dir / "model")["query_doc_id"])
     return log
+
+
+def _open_test_shards(args, model) -> ShardedLog | None:
+    """Open the test shards for streaming, or return None when they are to be loaded into memory."""
+    log = ShardedLog([str(path) for path in args.test], positions=model.positions, threads=args.threads)
+    stream = args.stream
+    if stream is None:
+        stream = not loads_in_memory(log.decoded_bytes, available_memory()[0])
+    return log if stream else None
 
 
 def _check_shard_vocabulary(paths, vocabulary: Vocabulary, model_dir: Path) -> None:
@@ -185,7 +198,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     if logs[0].num_sessions == 0:
         raise ValueError(f"the test files have no sessions: {', '.join(map(str, args.test))}; check the files and --format {args.format}")
 
-    ranking = "label" in logs[0].columns
+    ranking = "label" in (logs[0].column_names if isinstance(logs[0], ShardedLog) else logs[0].columns)
     results = []
     for folder, model, log in zip(folders, models, logs):
         batches = bars.iterate(
@@ -204,6 +217,8 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         if ranking:
             differences = bootstrap_ranking_metrics(results[0], results[1], samples=args.bootstrap, confidence=args.confidence, seed=args.seed)
         else:
+            # NOTE: the replicates resample whole queries, so every batch is kept in memory, even
+            # for test shards streamed from disk.
             differences = bootstrap_click_metrics(
                 models[0], models[1], list(logs[0].batches(_EVALUATION_BATCH_SIZE)),
                 second_batches=list(logs[1].batches(_EVALUATION_BATCH_SIZE)),

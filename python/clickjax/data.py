@@ -68,10 +68,12 @@ __all__ = [
     "build_vocabulary",
     "load_vocabulary",
     "pad_batch",
+    "take_rows",
     "read_batches",
     "read_relevance_labels",
     "save_vocabulary",
     "to_jax",
+    "unseen_results",
 ]
 
 logger = logging.getLogger(__name__)
@@ -165,7 +167,8 @@ def read_batches(
       threads: worker threads of the reader, decompression included, 1 to 256; None takes the
         number of cores available. Up to this many files parse at once, and spare threads
         decompress gzip files being parsed. The batches and ids are the same for every value.
-        The columnar formats (`long`, `hf-baidu`, `parquet`) ignore it.
+        For `parquet`, 1 decodes on the calling thread and any other value on pyarrow's CPU
+        thread pool (see `clickjax.shards.read_shards`). `long` and `hf-baidu` ignore it.
       lookahead_bytes: bytes of finished rows that the worker of a file may hold before the
         reader reaches that file, 1 to 2**40; None takes 64 MiB. Memory grows by up to this much
         per worker, and a smaller budget makes workers of later files wait sooner. The batches
@@ -194,6 +197,7 @@ def read_batches(
             document_key=document_key,
             query_key=query_key,
             features=features,
+            threads=threads,
         )
     rules = dict(
         positions=positions,
@@ -248,6 +252,7 @@ def _read_parquet(
     document_key: str | None,
     query_key: str | None,
     features: Sequence[str],
+    threads: int | None,
 ) -> ShardReader:
     """Read ingested shards; the reader options were applied at ingest, so passing one raises."""
     applied = {
@@ -265,7 +270,7 @@ def _read_parquet(
             f"{', '.join(given)} do not apply to the parquet format: the session rules, keys and columns were "
             "chosen when the shards were ingested; pass them to clickjax ingest instead"
         )
-    return read_shards(paths, positions=positions, batch_size=batch_size)
+    return read_shards(paths, positions=positions, batch_size=batch_size, threads=threads)
 
 
 def read_relevance_labels(
@@ -334,6 +339,16 @@ def to_jax(arrays: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
     host-to-device copy.
     """
     return {name: jax.device_put(array) for name, array in arrays.items()}
+
+
+def take_rows(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Copy the rows `rows` (`[batch]` int) of every column, in that order.
+
+    `np.take` along the first axis gives the same arrays as `column[rows]`. It was about 3 times
+    faster on batches of 4,096 rows of `[sessions, 10]` columns (numpy 2.4, x86_64), because it
+    copies each selected row as one block.
+    """
+    return {name: np.take(column, rows, axis=0) for name, column in columns.items()}
 
 
 def pad_batch(arrays: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
@@ -430,9 +445,9 @@ class ClickLog:
         for start in range(0, self.num_sessions, batch_size):
             if order is None:
                 rows = slice(start, start + batch_size)
+                batch = {name: column[rows] for name, column in self.columns.items()}
             else:
-                rows = order[start : start + batch_size]
-            batch = {name: column[rows] for name, column in self.columns.items()}
+                batch = take_rows(self.columns, order[start : start + batch_size])
             yield pad_batch(batch, batch_size)
 
     def num_batches(self, batch_size: int) -> int:
@@ -479,17 +494,25 @@ def mark_unseen_pairs(log: ClickLog, seen_pairs: np.ndarray) -> int:
     with a vocabulary frozen after the training log.
 
     Args:
-      log: a validation or test log; its `query_doc_id` column is replaced, and its `oov_pairs`
-        counter grows by the results marked.
+      log: a validation or test log, in memory or a `clickjax.shards.ShardedLog`; its
+        `query_doc_id` column is replaced, and its `oov_pairs` counter grows by the results marked.
       seen_pairs: the pair ids of the training log's real results.
 
     Returns:
       The number of results marked.
     """
-    pairs = log.columns["query_doc_id"]
-    unseen = (log.columns["mask"] == 1) & (pairs >= 2) & ~np.isin(pairs, seen_pairs)
-    log.columns["query_doc_id"] = np.where(unseen, np.int32(1), pairs).astype(np.int32)
+    if not hasattr(log, "columns"):
+        # A log on disk (`clickjax.shards.ShardedLog`) marks its batches as they are read.
+        return log.mark_unseen_pairs(seen_pairs)
+    unseen = unseen_results(log.columns, seen_pairs)
+    log.columns["query_doc_id"] = np.where(unseen, np.int32(1), log.columns["query_doc_id"]).astype(np.int32)
     marked = int(unseen.sum())
     # The readers count out-of-vocabulary results as `oov_pairs`; these join them.
     log.stats["oov_pairs"] = log.stats.get("oov_pairs", 0) + marked
     return marked
+
+
+def unseen_results(columns: Mapping[str, np.ndarray], seen_pairs: np.ndarray) -> np.ndarray:
+    """Return the real results whose pair id is a real id (2 or more) missing from `seen_pairs`, `[batch, positions]` bool."""
+    pairs = columns["query_doc_id"]
+    return (columns["mask"] == 1) & (pairs >= 2) & ~np.isin(pairs, seen_pairs)

@@ -20,7 +20,13 @@ plus 4 bytes per pair, 5 times plus 4 bytes per pair with validation data, and 6
 Adam. `nnx.eval_shape` counts those bytes without
 allocating them. On a 10-million-row table (PBM, UBM and DBN on a CPU; BENCHMARKS.md) the
 estimate was 0.80 to 0.99 of the measured peak of resident memory. The estimate leaves out the
-click logs held in memory, which `ClickLog.read` reports, and JAX's compiled programs.
+click logs held in memory, which are loaded before it is made, so the available memory it is
+checked against has already lost them, and JAX's compiled programs.
+
+Parquet shards that are streamed from disk (`clickjax.shards.ShardedLog`) are not held in memory.
+For them the estimate adds the stream's buffers (`stream_bytes`): the shuffle buffer, a read
+batch and the batches prepared ahead, which do not grow with the log. `loads_in_memory` decides
+whether shards are small enough to load instead.
 """
 
 from __future__ import annotations
@@ -34,7 +40,16 @@ from flax import nnx
 from clickjax.models import MODELS
 from clickjax.parameters import EmbeddingLogits
 
-__all__ = ["TABLE_RULE_SLOTS", "MemoryEstimate", "available_memory", "estimate_training_memory", "format_bytes", "parse_bytes"]
+__all__ = [
+    "IN_MEMORY_FRACTION",
+    "TABLE_RULE_SLOTS",
+    "MemoryEstimate",
+    "available_memory",
+    "estimate_training_memory",
+    "format_bytes",
+    "loads_in_memory",
+    "parse_bytes",
+]
 
 # Copies of the parameter tables alive at the peak of a training step, as listed above.
 _PARAMETER_COPIES = 2
@@ -43,6 +58,10 @@ _BEST_STATE_COPIES = 2
 
 # Bytes per table row of the sparse step's scratch array (int32).
 _SCRATCH_BYTES_PER_ROW = 4
+# Shards whose decoded size is at most this fraction of the memory limit are loaded into memory.
+# Loading reads them once instead of once per epoch and shuffles the whole log, and a quarter
+# leaves room for the parameter tables, their optimiser state and the validation and test logs.
+IN_MEMORY_FRACTION = 0.25
 
 # Optimiser slots per table row of each table rule (`clickjax.sparse.TableRule`).
 TABLE_RULE_SLOTS = {"sgd": 0, "adagrad": 1, "adam": 2}
@@ -62,6 +81,7 @@ class MemoryEstimate:
       best_state: the copy of the best parameters kept for early stopping (0 without validation).
       scratch: the int32 scratch arrays of the sparse step, one entry per row of each id column's
         largest table (0 when dense).
+      stream: the buffers of logs streamed from disk (0 when every log is in memory).
     """
 
     parameters: int
@@ -69,11 +89,14 @@ class MemoryEstimate:
     step: int
     best_state: int
     scratch: int = 0
+    stream: int = 0
 
     @property
     def total(self) -> int:
         """Bytes of all parts together."""
-        return self.parameters + self.optimizer_state + self.step + self.best_state + self.scratch
+        return (
+            self.parameters + self.optimizer_state + self.step + self.best_state + self.scratch + self.stream
+        )
 
     def format(self) -> str:
         """Describe the estimate in one line."""
@@ -83,6 +106,7 @@ class MemoryEstimate:
             + (f", gradient and update {format_bytes(self.step)}" if self.step else "")
             + (f", best-epoch copy {format_bytes(self.best_state)}" if self.best_state else "")
             + (f", sparse-step scratch {format_bytes(self.scratch)}" if self.scratch else "")
+            + (f", streaming buffers {format_bytes(self.stream)}" if self.stream else "")
         )
 
 
@@ -94,6 +118,7 @@ def estimate_training_memory(
     *,
     table_optimizer: str = "adagrad",
     sparse: bool = True,
+    stream_bytes: int = 0,
 ) -> MemoryEstimate:
     """Estimate the memory of training the model `model` (a `MODELS` name) without allocating it.
 
@@ -104,6 +129,7 @@ def estimate_training_memory(
       validation: whether early stopping keeps a copy of the best parameters.
       table_optimizer: the table rule, a key of `TABLE_RULE_SLOTS`.
       sparse: whether the per-pair tables get sparse updates.
+      stream_bytes: the buffers of logs streamed from disk, as `ShardedLog.stream_bytes` estimates them.
 
     Raises:
       ValueError: `table_optimizer` is not a key of `TABLE_RULE_SLOTS`.
@@ -127,7 +153,17 @@ def estimate_training_memory(
         step=0 if sparse else _DENSE_STEP_COPIES * table_bytes,
         best_state=_BEST_STATE_COPIES * table_bytes if validation else 0,
         scratch=_SCRATCH_BYTES_PER_ROW * sum(rows_by_column.values()) if sparse else 0,
+        stream=stream_bytes,
     )
+
+
+def loads_in_memory(decoded_bytes: int, limit: int | None) -> bool:
+    """Decide whether a log of `decoded_bytes` is loaded into memory rather than streamed from disk.
+
+    It is loaded when it takes at most `IN_MEMORY_FRACTION` of `limit` (the `--max-memory` or the
+    available memory), and always when the limit is unknown (None).
+    """
+    return limit is None or decoded_bytes <= IN_MEMORY_FRACTION * limit
 
 
 def available_memory() -> tuple[int | None, str]:

@@ -1,11 +1,11 @@
 """The training input pipeline: batches cut on a worker thread and placed on the device ahead of use.
 
-`BatchPipeline` cuts the batches of one epoch from a `ClickLog` on a worker thread (numpy fancy
-indexing and padding release the GIL for most of their work), and the consuming thread places
-each batch on the device `prefetch` steps before the step that uses it. `jax.device_put` returns
-at once and copies in the background, so the copy overlaps the running step. Every batch has
-`batch_size` rows, the last one padded with empty sessions (mask 0, weight 0), so the jitted
-step compiles once.
+`BatchPipeline` cuts the batches of one epoch from a `ClickLog` on a worker thread and places
+each on the device there, up to `prefetch` batches before the step that uses it. The consuming
+thread, which dispatches the training steps, does no per-batch host work, so it keeps the device
+busy even when a reader competes for the cores. The worker cuts with `np.take` (see
+`clickjax.data.take_rows`), which releases the GIL while it copies. Every batch has `batch_size`
+rows, the last one padded with empty sessions (mask 0, weight 0), so the jitted step compiles once.
 
 A log without columns in memory, such as `clickjax.shards.ShardedLog`, gives its batches as a
 stream instead (`stream`), which the worker reads in order.
@@ -16,12 +16,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from clickjax.data import ClickLog, pad_batch
+from clickjax.data import ClickLog, pad_batch, take_rows
 
 __all__ = ["BatchPipeline"]
 
@@ -43,8 +42,8 @@ class BatchPipeline:
       batch_size: rows per batch.
       steps: the steps of the epoch to yield, a range of batch numbers.
       place: puts a numpy batch on the device (`Trainer._place`).
-      prefetch: batches placed ahead of the one being used; 0 places each batch when it is used
-        and cuts it on the calling thread.
+      prefetch: batches cut and placed ahead of the one being used, on a worker thread; 0 cuts
+        and places each batch on the calling thread when it is used.
       stream: the padded batches of the whole epoch, in step order, for a log that is not held
         in memory. The batches before `steps.start` are read and dropped, and their rows are
         reported as an empty array.
@@ -89,8 +88,7 @@ class BatchPipeline:
     def cut(self, step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Cut batch number `step` of the epoch: its log rows and its padded columns."""
         rows = self.order[step * self.batch_size : (step + 1) * self.batch_size]
-        batch = {name: column[rows] for name, column in self.log.columns.items()}
-        return rows, pad_batch(batch, self.batch_size)
+        return rows, pad_batch(take_rows(self.log.columns, rows), self.batch_size)
 
     def batches(self) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
         """Yield `(step, rows, numpy batch)` for each step, passed through `prepare` if given."""
@@ -119,23 +117,13 @@ class BatchPipeline:
 
         self._worker = threading.Thread(target=self._produce, name="clickjax-batches", daemon=True)
         self._worker.start()
-        placed: deque = deque()
         while True:
-            while len(placed) <= self.prefetch:
-                item = self._queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                step, rows, batch = item
-                placed.append((step, rows, self.place(batch)))
-            else:
-                yield placed.popleft()
-                continue
-            # The worker has cut every batch; hand out the ones already placed.
-            while placed:
-                yield placed.popleft()
-            return
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def close(self) -> None:
         """Stop the worker and wait for it."""
@@ -152,10 +140,10 @@ class BatchPipeline:
 
     def _produce(self) -> None:
         try:
-            for item in self.batches():
+            for step, rows, batch in self.batches():
                 if self._stop.is_set():
                     return
-                self._put(item)
+                self._put((step, rows, self.place(batch)))
             self._put(_DONE)
         except BaseException as error:  # handed to the consumer, which raises it
             logger.debug("batch worker failed: %r", error)

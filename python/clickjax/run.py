@@ -48,16 +48,23 @@ from clickjax import __version__
 from clickjax.data import ClickLog, Vocabulary, mark_unseen_pairs
 from clickjax.distributed import DataParallel, read_process_log
 from clickjax.ingest import shard_vocabulary_path
-from clickjax.memory import MemoryEstimate, available_memory, estimate_training_memory, format_bytes
+from clickjax.memory import (
+    MemoryEstimate,
+    available_memory,
+    estimate_training_memory,
+    format_bytes,
+    loads_in_memory,
+)
 from clickjax.metrics import evaluate
 from clickjax.models import MODELS
 from clickjax.pair_tables import pair_table_modules, parse_prior
 from clickjax.progress import Progress
 from clickjax.report import LoadReport
 from clickjax.serialization import VOCABULARY_FILE, save_model, training_pairs
-from clickjax.shards import ShardReader
+from clickjax.shards import DEFAULT_BUFFER_SESSIONS, ShardedLog, ShardReader
 from clickjax.training import (
     DEFAULT_LEARNING_RATE,
+    DEFAULT_PREFETCH,
     DEFAULT_TABLE_LEARNING_RATE,
     DEFAULT_TABLE_OPTIMIZER,
     EpochRecord,
@@ -70,6 +77,10 @@ __all__ = ["EPOCH_LOG", "MemoryLimitError", "TrainingConfig", "train_and_evaluat
 
 # File of the epoch records, one JSON object per line.
 EPOCH_LOG = "epochs.jsonl"
+
+# Batches alive besides the shuffle buffer while shards stream: the trainer's placed batches, its
+# queue and the one being cut.
+_BATCHES_AHEAD = 2 * DEFAULT_PREFETCH + 1
 
 
 class MemoryLimitError(ValueError):
@@ -124,16 +135,31 @@ class TrainingConfig:
     # Steps between checkpoints under OUTPUT/checkpoints; one is also saved at each epoch's end.
     checkpoint_every: int = 1000
     resume: bool = False
+    # Parquet shards: True streams them from disk every epoch, False loads them into memory, None
+    # decides by their decoded size (`clickjax.memory.loads_in_memory`).
+    stream: bool | None = None
+    # Sessions in the shuffle buffer of streamed shards.
+    shuffle_buffer: int = DEFAULT_BUFFER_SESSIONS
+    # Reader threads (`read_batches(threads=...)`); None takes the number of cores.
+    threads: int | None = None
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(sorted(MODELS))}")
         if self.positions < 1:
             raise ValueError(f"--positions must be at least 1, got {self.positions}")
-        for option in ("epochs", "batch_size", "patience", "min_results", "min_sessions_per_query"):
+        for option in ("epochs", "batch_size", "patience", "min_results", "min_sessions_per_query", "threads"):
             value = getattr(self, option)
-            if value < 1:
+            if value is not None and value < 1:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+        if self.shuffle_buffer < 0:
+            raise ValueError(f"--shuffle-buffer must be at least 0, got {self.shuffle_buffer}")
+        if self.stream and self.format != "parquet":
+            raise ValueError(f"--stream reads Parquet shards; --format {self.format} is read into memory, so leave it out")
+        if self.stream and (self.data_parallel or self.shard_tables):
+            # NOTE: `DataParallel.batches` splits a log held in memory; streamed shards would need
+            # each process to read its own shard files.
+            raise ValueError("--stream is not supported with --data-parallel or --shard-tables yet; pass --no-stream")
         # Build the per-pair modules once, so that a bad --pair-table, --compression or --prior
         # fails before any log is read.
         pair_table_modules(self.model, self.pair_table, pairs=2, compression=self.compression, prior=parse_prior(self.prior))
@@ -205,16 +231,22 @@ def train_and_evaluate(
         # NOTE: checkpoints of a run of several processes are not supported yet (see `Trainer`).
         raise ValueError("--resume is not supported with several processes, which write no checkpoints; leave it out")
 
+    # Shards load into memory when they fit well within this; the check before training measures again.
+    limit = max_memory if max_memory is not None else available_memory()[0]
+
     # Read every input before training, so that an unusable validation or test file fails at once.
     vocabulary = Vocabulary(keys=True)
-    train = _read(config, config.train, vocabulary, "training", parallel, bars, config.min_sessions_per_query)
+    read = dict(parallel=parallel, bars=bars, memory_limit=limit)
+    train = _read(config, config.train, vocabulary, "training", min_sessions_per_query=config.min_sessions_per_query, **read)
     vocabulary.freeze()
-    validation = _read(config, config.validation, vocabulary, "validation", parallel, bars) if config.validation else None
-    test = _read(config, config.test, vocabulary, "test", parallel, bars)
+    validation = _read(config, config.validation, vocabulary, "validation", **read) if config.validation else None
+    test = _read(config, config.test, vocabulary, "test", **read)
+    # With one process, the training pairs are counted once here; a log streamed from disk is read for them.
+    pairs = training_pairs(train) if jax.process_count() == 1 else None
     if config.format == "parquet" and jax.process_count() == 1:
         # Splits of one ingest share a vocabulary built over all of them, so pairs that only
         # validation or test sessions show have real ids: score them as unseen.
-        seen = np.unique(train.columns["query_doc_id"][train.columns["mask"] == 1])
+        seen = pairs["query_doc_id"]
         for role, log in [("validation", validation), ("test", test)]:
             if log is not None and (marked := mark_unseen_pairs(log, seen)):
                 logger.info("%d %s results show a pair the training shards lack; they count as unseen", marked, role)
@@ -234,7 +266,12 @@ def train_and_evaluate(
     # only its rows, so the estimate is then too high by up to the device count.
     # A compressed pair table keeps pairs / compression entries per role.
     table_entries = table_rows if config.pair_table == "table" else math.ceil(table_rows / config.compression)
-    _check_memory(config, table_entries, validation is not None, max_memory, on_memory)
+    # Training, validation and test read their shards one after another, so the largest stream counts.
+    stream_bytes = max(
+        (log.stream_bytes(config.batch_size, _BATCHES_AHEAD) for log in logs.values() if isinstance(log, ShardedLog)),
+        default=0,
+    )
+    _check_memory(config, table_entries, validation is not None, max_memory, on_memory, stream_bytes)
 
     def build_model():
         modules = pair_table_modules(
@@ -279,7 +316,8 @@ def train_and_evaluate(
         metrics = evaluate(model, test_batches)
     else:
         metrics = trainer.evaluate(model, test)
-    pairs = training_pairs(train) if parallel is None else _combined_training_pairs(train, table_rows, parallel)
+    if jax.process_count() > 1:
+        pairs = _combined_training_pairs(train, table_rows, parallel)
     if parallel is not None:
         parallel.gather_model(model)
 
@@ -293,7 +331,7 @@ def train_and_evaluate(
         parameters["examination_by_rank_standard_error"] = [None if math.isnan(v) else float(v) for v in by_rank]
 
     oov_pairs = stats["test"].get("oov_pairs", 0)
-    total_results = int(_total(np.sum(test.columns["mask"], dtype=np.int64), parallel))
+    total_results = int(_total(_results(test), parallel))
     summary = {
         **metrics.to_dict(),
         "model": config.model,
@@ -313,6 +351,8 @@ def train_and_evaluate(
         "parameters": parameters,
         "history": [asdict(record) for record in fit.history],
         "reader_stats": stats,
+        # The inputs read from disk every epoch rather than held in memory (Parquet shards only).
+        "streamed": [name for name, log in logs.items() if isinstance(log, ShardedLog)],
         "config": asdict(config),
         "versions": _versions(),
         "processes": jax.process_count(),
@@ -375,7 +415,7 @@ def _shard_pair_table_size(config: TrainingConfig, logs: list[ClickLog | None]) 
             "match; ingest them as splits of one log (--split) or with --vocabulary set to the training vocabulary"
         )
     # The largest id seen also bounds the table, for shard files read without their manifest.
-    largest_id = max(int(log.columns["query_doc_id"].max(initial=0)) for log in logs if log is not None)
+    largest_id = max(_max_pair_id(log) for log in logs if log is not None)
     sizes = [entry["pair_table_size"] for entry in vocabularies.values() if entry is not None]
     return max([largest_id + 1, *sizes])
 
@@ -385,13 +425,20 @@ def _read(
     paths: list[str],
     vocabulary: Vocabulary,
     role: str,
+    *,
     parallel: DataParallel | None,
     bars: Progress,
+    memory_limit: int | None,
     min_sessions_per_query: int = 1,
-) -> ClickLog:
+) -> ClickLog | ShardedLog:
+    """Read a log into memory, or open Parquet shards for streaming when `config.stream` or their size requests it."""
+    started = time.perf_counter()
+    if config.format == "parquet" and (parallel is None or parallel.process_count == 1):
+        shards = _open_shards(config, paths, role, parallel, memory_limit)
+        if shards is not None:
+            return shards
     # The rare-query rule shapes the training data. Applied to a test log it would drop test sessions
     # by their count there, so validation and test logs keep every query.
-    started = time.perf_counter()
     options = {
         "positions": config.positions,
         "on_error": config.on_error,
@@ -401,6 +448,7 @@ def _read(
         "features": config.features,
         "min_results": config.min_results,
         "drop_sessions_without_clicks": config.drop_sessions_without_clicks,
+        "threads": config.threads,
     }
     try:
         with bars.bar(f"reading the {role} log", unit=" sessions") as bar:
@@ -425,9 +473,43 @@ def _read(
     return log
 
 
-def _check_memory(config: TrainingConfig, pairs: int, validation: bool, max_memory: int | None, on_memory) -> None:
+def _open_shards(
+    config: TrainingConfig, paths: list[str], role: str, parallel: DataParallel | None, memory_limit: int | None
+) -> ShardedLog | None:
+    """Open the shards of one input for streaming, or return None when they are to be loaded into memory."""
+    try:
+        shards = ShardedLog(paths, positions=config.positions, buffer_sessions=config.shuffle_buffer, threads=config.threads)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(error.errno, f"{error.strerror} (a {role} file)", error.filename) from error
+    stream = config.stream
+    if stream is None:
+        stream = parallel is None and not loads_in_memory(shards.decoded_bytes, memory_limit)
+    logger.info(
+        "%s the %s shards (%s decoded)", "streaming" if stream else "loading", role, format_bytes(shards.decoded_bytes)
+    )
+    if not stream:
+        return None
+    if shards.num_sessions == 0:
+        raise ValueError(f"the {role} log has no sessions: {', '.join(paths)}; check the shards and --format parquet")
+    return shards
+
+
+def _check_memory(
+    config: TrainingConfig,
+    pairs: int,
+    validation: bool,
+    max_memory: int | None,
+    on_memory,
+    stream_bytes: int = 0,
+) -> None:
     estimate = estimate_training_memory(
-        config.model, config.positions, pairs, validation, table_optimizer=config.table_optimizer, sparse=config.sparse
+        config.model,
+        config.positions,
+        pairs,
+        validation,
+        table_optimizer=config.table_optimizer,
+        sparse=config.sparse,
+        stream_bytes=stream_bytes,
     )
     if max_memory is not None:
         limit, source = max_memory, "--max-memory"
@@ -473,6 +555,19 @@ class _EpochLog:
         self.bar.update(1)
         if self.callback is not None:
             self.callback(record)
+
+
+def _results(log: ClickLog | ShardedLog) -> int:
+    """Count the real results (`mask` 1) of a log in memory or on disk."""
+    if isinstance(log, ShardedLog):
+        return log.results
+    return int(np.sum(log.columns["mask"], dtype=np.int64))
+
+
+def _max_pair_id(log: ClickLog | ShardedLog) -> int:
+    if isinstance(log, ShardedLog):
+        return log.max_pair_id
+    return int(log.columns["query_doc_id"].max(initial=0))
 
 
 def _total(value, parallel: DataParallel | None):

@@ -172,8 +172,11 @@ def _build_modules(configs: dict[str, dict], source: Path) -> dict[str, nnx.Modu
     return modules
 
 
-def training_pairs(log: ClickLog) -> dict[str, np.ndarray]:
+def training_pairs(log: ClickLog, batch_size: int = 65_536) -> dict[str, np.ndarray]:
     """Count the query-document pairs of a training log: the queries and documents a trained model has parameters for.
+
+    A log on disk (`clickjax.shards.ShardedLog`) is read once in batches of `batch_size`, so
+    memory grows with the number of pairs, not of sessions.
 
     Returns:
       `query_id`, `doc_id` and `query_doc_id` (int32), `impressions` (float64, the summed
@@ -181,19 +184,36 @@ def training_pairs(log: ClickLog) -> dict[str, np.ndarray]:
       clicks), each `[pairs]` in order of pair id. Padding and out-of-vocabulary ids (below 2)
       are left out.
     """
-    columns = log.columns
-    real = columns["mask"].astype(bool) & (columns["query_doc_id"] >= 2)
-    pair_id = columns["query_doc_id"][real]
-    query_id = np.broadcast_to(columns["query_id"][:, None], real.shape)[real]
-    weight = np.broadcast_to(columns["weight"][:, None], real.shape)[real]
-    clicked = weight * (columns["click"][real] == 1)
-    ids, first = np.unique(pair_id, return_index=True)
+    batches = [log.columns] if hasattr(log, "columns") else log.batches(batch_size)
+    # Indexed by pair id, grown as larger ids appear.
+    query_of = np.zeros(0, np.int32)
+    doc_of = np.zeros(0, np.int32)
+    impressions = np.zeros(0, np.float64)
+    clicks = np.zeros(0, np.float64)
+    seen = np.zeros(0, bool)
+    for columns in batches:
+        real = columns["mask"].astype(bool) & (columns["query_doc_id"] >= 2)
+        pair_id = columns["query_doc_id"][real]
+        if pair_id.size == 0:
+            continue
+        size = max(len(impressions), int(pair_id.max()) + 1)
+        query_of, doc_of, impressions, clicks, seen = (
+            np.pad(array, (0, size - len(array))) for array in (query_of, doc_of, impressions, clicks, seen)
+        )
+        seen[pair_id] = True
+        weight = np.broadcast_to(columns["weight"][:, None], real.shape)[real]
+        # Every row of a pair has the pair's query and document, so any row may set them.
+        query_of[pair_id] = np.broadcast_to(columns["query_id"][:, None], real.shape)[real]
+        doc_of[pair_id] = columns["doc_id"][real]
+        impressions += np.bincount(pair_id, weights=weight, minlength=size)
+        clicks += np.bincount(pair_id, weights=weight * (columns["click"][real] == 1), minlength=size)
+    ids = np.flatnonzero(seen)
     return {
-        "query_id": query_id[first].astype(np.int32),
-        "doc_id": columns["doc_id"][real][first].astype(np.int32),
+        "query_id": query_of[ids].astype(np.int32),
+        "doc_id": doc_of[ids].astype(np.int32),
         "query_doc_id": ids.astype(np.int32),
-        "impressions": np.bincount(pair_id, weights=weight)[ids].astype(np.float64),
-        "clicks": np.bincount(pair_id, weights=clicked)[ids].astype(np.float64),
+        "impressions": impressions[ids],
+        "clicks": clicks[ids],
     }
 
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "DEFAULT_BUFFER_SESSIONS",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "SCHEMA_METADATA_KEY",
@@ -51,6 +52,8 @@ MANIFEST_NAME = "manifest.json"
 SCHEMA_METADATA_KEY = b"clickjax"
 # Rows per RecordBatch when reading shards, unless the caller chooses.
 DEFAULT_READ_BATCH_SIZE = 65_536
+# Sessions in the shuffle buffer of `shuffled_batches` and `ShardedLog`, unless the caller chooses.
+DEFAULT_BUFFER_SESSIONS = 100_000
 
 # Columns every shard has: name -> (Arrow value type, True if padded to [sessions, positions]).
 _CONTRACT_TYPES: dict[str, tuple[pa.DataType, bool]] = {
@@ -135,6 +138,7 @@ class ShardReader:
       columns: the column names of every batch, the batch contract's first.
       vocabulary: the `vocabulary` entry of the shards' manifest (table sizes and the id of the
         vocabulary that encoded them), or None for shard files without a manifest.
+      threads: decoding threads, as for `read_shards`.
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class ShardReader:
         *,
         positions: int | None = None,
         batch_size: int = DEFAULT_READ_BATCH_SIZE,
+        threads: int | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -160,6 +165,7 @@ class ShardReader:
             self.positions = next((_read_positions(Path(path)) for path in paths if Path(path).is_dir()), None)
         self.vocabulary = _common_vocabulary(shards)
         self.batch_size = batch_size
+        self.threads = _check_threads(threads)
         self._batches = self._iterate()
         self._counts = {"sessions_read": 0, "sessions_kept": 0, "oov_queries": 0, "oov_documents": 0, "oov_pairs": 0}
 
@@ -216,9 +222,22 @@ class ShardReader:
             )
         return file
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one decoded row in numpy, over every column (see `decoded_bytes`)."""
+        return sum(_value_bytes(field.type) for field in self._files[0].schema_arrow) if self._files else 0
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes that the rows of all shards take once decoded into numpy columns, as in a `ClickLog`."""
+        return self.num_sessions * self.row_bytes
+
     def _iterate(self) -> Iterator[pa.RecordBatch]:
+        # pyarrow decodes the columns of a batch on its CPU thread pool, whose size
+        # `pyarrow.set_cpu_count` sets for the whole process. With one thread, the caller decodes.
+        use_threads = self.threads != 1
         for file in self._files:
-            yield from file.iter_batches(batch_size=self.batch_size, use_threads=True)
+            yield from file.iter_batches(batch_size=self.batch_size, use_threads=use_threads)
 
     def _count(self, batch: pa.RecordBatch) -> None:
         rows = batch.num_rows
@@ -236,6 +255,7 @@ def read_shards(
     *,
     positions: int | None = None,
     batch_size: int = DEFAULT_READ_BATCH_SIZE,
+    threads: int | None = None,
 ) -> ShardReader:
     """Stream canonical Parquet shards as Arrow RecordBatches.
 
@@ -245,6 +265,9 @@ def read_shards(
       positions: page length P the caller expects; None accepts the shards' own. Shards are never
         re-padded, so a different P is an error.
       batch_size: maximum rows per RecordBatch; a batch never spans two shards.
+      threads: 1 decodes on the calling thread; None or more than 1 decodes on pyarrow's CPU
+        thread pool, whose size `pyarrow.set_cpu_count` sets for the whole process (the CLI's
+        `--threads` sets it).
 
     Returns:
       A `ShardReader` of RecordBatches with the batch contract's columns, `[batch]` and
@@ -256,7 +279,7 @@ def read_shards(
         file that is not Parquet, lacks a contract column, has a column of the wrong type, or was
         padded to another P. The message names the file and the column.
     """
-    return ShardReader(paths, positions=positions, batch_size=batch_size)
+    return ShardReader(paths, positions=positions, batch_size=batch_size, threads=threads)
 
 
 def shuffled_batches(
@@ -264,8 +287,9 @@ def shuffled_batches(
     batch_size: int,
     *,
     seed: int = 0,
-    buffer_sessions: int = 100_000,
+    buffer_sessions: int = DEFAULT_BUFFER_SESSIONS,
     positions: int | None = None,
+    threads: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield shuffled batches of exactly `batch_size` rows from shards, in bounded memory.
 
@@ -281,11 +305,12 @@ def shuffled_batches(
       seed: seed of the shard order and of the draws from the buffer.
       buffer_sessions: sessions kept in the buffer; a larger buffer mixes sessions from further apart.
       positions: page length P the caller expects; None accepts the shards' own.
+      threads: decoding threads, as for `read_shards`.
 
     Yields:
       Dicts of numpy arrays, `[batch_size]` or `[batch_size, positions]`.
     """
-    from clickjax.data import batch_to_numpy, pad_batch
+    from clickjax.data import batch_to_numpy, pad_batch, take_rows
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -296,7 +321,7 @@ def shuffled_batches(
     order = rng.permutation(len(files))
     # Read batches of half the buffer, so that refilling it copies each row only a few times.
     read_batch_size = max(batch_size, 1024, buffer_sessions // 2)
-    reader = ShardReader([files[i] for i in order], positions=positions, batch_size=read_batch_size)
+    reader = ShardReader([files[i] for i in order], positions=positions, batch_size=read_batch_size, threads=threads)
 
     buffer: dict[str, np.ndarray] | None = None
     for record_batch in reader:
@@ -314,42 +339,113 @@ def shuffled_batches(
         drawn, kept = permutation[:surplus], np.sort(permutation[surplus:])
         for start in range(0, surplus, batch_size):
             rows_out = drawn[start : start + batch_size]
-            yield {name: column[rows_out] for name, column in buffer.items()}
-        buffer = {name: column[kept] for name, column in buffer.items()}
+            yield take_rows(buffer, rows_out)
+        buffer = take_rows(buffer, kept)
 
     if buffer is None:
         return
     permutation = rng.permutation(len(buffer["weight"]))
     for start in range(0, len(permutation), batch_size):
         rows_out = permutation[start : start + batch_size]
-        yield pad_batch({name: column[rows_out] for name, column in buffer.items()}, batch_size)
+        yield pad_batch(take_rows(buffer, rows_out), batch_size)
 
 
 class ShardedLog:
     """A click log kept on disk as shards and streamed for training, in bounded memory.
 
-    It has the interface of `clickjax.data.ClickLog` that `clickjax.training.Trainer` uses
-    (`num_sessions`, `batches`), so a log larger than memory can be trained on:
-    `Trainer(...).fit(model, ShardedLog(["ingested/train"]))`.
+    It has the interface of `clickjax.data.ClickLog` that `clickjax.training.Trainer`,
+    `clickjax.metrics.evaluate` and `clickjax.run` use (`num_sessions`, `batches`, `num_batches`,
+    `stats`, `total_weight`), so a log larger than memory can be trained on:
+    `Trainer(...).fit(model, ShardedLog(["ingested/train"]))`. Memory stays bounded by the shuffle
+    buffer and one read batch, whatever the number of shards.
+
+    `stats`, `total_weight`, `results` and `max_pair_id` read every shard once, the first time
+    one of them is asked for, and keep the figures.
 
     Attributes:
       paths: ingest folders or shard files.
       positions: page length P of the shards.
       buffer_sessions: size of the shuffle buffer, in sessions.
+      threads: decoding threads, as for `read_shards`.
+      column_names: the columns of every batch.
+      row_bytes: bytes of one decoded row (see `ShardReader.row_bytes`).
     """
 
-    def __init__(self, paths: Sequence[PathLike], *, positions: int | None = None, buffer_sessions: int = 100_000):
-        reader = ShardReader(paths, positions=positions)
+    def __init__(
+        self,
+        paths: Sequence[PathLike],
+        *,
+        positions: int | None = None,
+        buffer_sessions: int = DEFAULT_BUFFER_SESSIONS,
+        threads: int | None = None,
+    ):
+        if buffer_sessions < 0:
+            raise ValueError(f"buffer_sessions must be at least 0, got {buffer_sessions}")
+        reader = ShardReader(paths, positions=positions, threads=threads)
         self.paths = list(paths)
         self.positions = reader.positions
         self.buffer_sessions = buffer_sessions
+        self.threads = reader.threads
+        self.column_names = list(reader.columns or [])
+        self.row_bytes = reader.row_bytes
         self._num_sessions = reader.num_sessions
         self._shard_sessions = reader.shard_sessions
+        self._seen_pairs: np.ndarray | None = None
+        self._summary: dict | None = None
 
     @property
     def num_sessions(self) -> int:
         """Number of rows in all shards."""
         return self._num_sessions
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes the whole log would take in memory as a `ClickLog`."""
+        return self._num_sessions * self.row_bytes
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The reader counters of all shards (`ShardReader.stats`), unseen pairs counted as `oov_pairs`."""
+        return dict(self._summarize()["stats"])
+
+    @property
+    def total_weight(self) -> float:
+        """Number of sessions the rows stand for, counting `weight`."""
+        return self._summarize()["total_weight"]
+
+    @property
+    def results(self) -> int:
+        """Number of real results (`mask` 1) in all shards."""
+        return self._summarize()["results"]
+
+    @property
+    def max_pair_id(self) -> int:
+        """Largest `query_doc_id` in all shards, 0 for a log without sessions."""
+        return self._summarize()["max_pair_id"]
+
+    def stream_bytes(self, batch_size: int, batches_ahead: int) -> int:
+        """Estimate the peak bytes of shuffled streaming: the buffer, one read batch and the batches ahead.
+
+        `shuffled_batches` concatenates a read batch of max(`batch_size`, 1024, `buffer_sessions` / 2)
+        rows onto the buffer, so the buffer, that batch and their concatenation are alive at once.
+        """
+        read_batch = max(batch_size, 1024, self.buffer_sessions // 2)
+        rows = min(2 * (self.buffer_sessions + read_batch), 2 * self._num_sessions) + batches_ahead * batch_size
+        return rows * self.row_bytes
+
+    def mark_unseen_pairs(self, seen_pairs: np.ndarray) -> int:
+        """Give every real result whose pair is not in `seen_pairs` the id 1 in every batch from now on.
+
+        This is `clickjax.data.mark_unseen_pairs` for a log on disk: the shards stay as they are,
+        and the batches change as they are read. Reads every shard once to count the results marked.
+
+        Returns:
+          The number of results marked.
+        """
+        before = self.stats.get("oov_pairs", 0)
+        self._seen_pairs = np.unique(np.asarray(seen_pairs))
+        self._summary = None
+        return self.stats.get("oov_pairs", 0) - before
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Yield batches of exactly `batch_size` rows; the last one is padded with empty sessions.
@@ -359,12 +455,19 @@ class ShardedLog:
         from clickjax.data import batch_to_numpy, pad_batch
 
         if shuffle:
-            yield from shuffled_batches(
-                self.paths, batch_size, seed=seed, buffer_sessions=self.buffer_sessions, positions=self.positions
+            stream = shuffled_batches(
+                self.paths,
+                batch_size,
+                seed=seed,
+                buffer_sessions=self.buffer_sessions,
+                positions=self.positions,
+                threads=self.threads,
             )
-            return
-        for record_batch in ShardReader(self.paths, positions=self.positions, batch_size=batch_size):
-            yield pad_batch(batch_to_numpy(record_batch), batch_size)
+        else:
+            reader = ShardReader(self.paths, positions=self.positions, batch_size=batch_size, threads=self.threads)
+            stream = (pad_batch(batch_to_numpy(record_batch), batch_size) for record_batch in reader)
+        for batch in stream:
+            yield self._marked(batch)
 
     def num_batches(self, batch_size: int, *, shuffle: bool = False) -> int:
         """Number of batches `batches(batch_size, shuffle=shuffle)` yields.
@@ -374,6 +477,52 @@ class ShardedLog:
         if shuffle:
             return -(-self.num_sessions // batch_size)
         return sum(-(-rows // batch_size) for rows in self._shard_sessions)
+
+    def _marked(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._seen_pairs is None:
+            return batch
+        from clickjax.data import unseen_results
+
+        unseen = unseen_results(batch, self._seen_pairs)
+        return {**batch, "query_doc_id": np.where(unseen, np.int32(1), batch["query_doc_id"]).astype(np.int32)}
+
+    def _summarize(self) -> dict:
+        from clickjax.data import batch_to_numpy
+
+        if self._summary is not None:
+            return self._summary
+        reader = ShardReader(self.paths, positions=self.positions, threads=self.threads)
+        total_weight, results, max_pair_id, marked = 0.0, 0, 0, 0
+        for record_batch in reader:
+            batch = batch_to_numpy(record_batch)
+            marked_batch = self._marked(batch)
+            marked += int(np.count_nonzero(marked_batch["query_doc_id"] != batch["query_doc_id"]))
+            total_weight += float(batch["weight"].sum(dtype=np.float64))
+            results += int(np.count_nonzero(batch["mask"]))
+            max_pair_id = max(max_pair_id, int(batch["query_doc_id"].max(initial=0)))
+        stats = reader.stats
+        stats["oov_pairs"] += marked
+        self._summary = {"stats": stats, "total_weight": total_weight, "results": results, "max_pair_id": max_pair_id}
+        return self._summary
+
+
+def _check_threads(threads: int | None) -> int | None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer of at least 1 or None, got {threads!r}")
+    return threads
+
+
+def _value_bytes(value_type: pa.DataType) -> int:
+    """Bytes of one value of `value_type` in numpy; a variable-width type counts 0."""
+    if pa.types.is_fixed_size_list(value_type):
+        return value_type.list_size * _value_bytes(value_type.value_type)
+    try:
+        # numpy stores a boolean, one bit in Arrow, in a byte.
+        return max(value_type.bit_width, 8) // 8
+    except ValueError:
+        # NOTE: strings and variable-length lists have no fixed width, so they are left out of
+        # `decoded_bytes`; shards written by clickjax ingest have none.
+        return 0
 
 
 def _resolve(path: Path) -> list[_Shard]:

@@ -33,6 +33,7 @@ import functools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,9 @@ DEFAULT_OOV_RATE = 0.01
 
 # Batches prepared and placed on the device ahead of the step that uses them.
 DEFAULT_PREFETCH = 2
+
+# Steps dispatched and not yet checked for a non-finite loss: the device's queue of work.
+_STEPS_IN_FLIGHT = 2
 
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop")
 SCHEDULES = ("constant", "warmup", "cosine")
@@ -471,27 +475,29 @@ class Trainer:
             draw_seed = (self.seed, epoch, jax.process_index())
             prepare = functools.partial(_replace_with_oov, rate=self.oov_rate, seed=draw_seed)
         halted = jnp.zeros((), bool)
-        pending = None  # (epoch step, global step, rows, halted flag) of the step not yet checked
+        # (epoch step, global step, rows, halted flag) of the steps not yet checked, oldest first.
+        pending: deque = deque()
         batch_size = self._local_batch_size()
         pipeline = BatchPipeline(
             train, order, batch_size, range(first, last), self._place, self.prefetch, stream=stream, prepare=prepare
         )
         with pipeline:
             for epoch_step, rows, batch in pipeline:
-                count = jnp.asarray(progress.step, jnp.int32)
+                # A numpy scalar reaches the jitted step without a dispatch of its own.
+                count = np.int32(progress.step)
                 run.state, run.scratch, halted = run.step.run(run.state, run.scratch, batch, count, halted)
-                # Check the previous step while this one runs, so the host never waits for the device.
-                if pending is not None:
-                    _check_finite(pending, epoch)
-                pending = (epoch_step, progress.step, rows, halted)
+                pending.append((epoch_step, progress.step, rows, halted))
+                # Check only steps older than the last `_STEPS_IN_FLIGHT`, so the device has queued
+                # work while this thread waits for the next batch or for the GIL.
+                while len(pending) > _STEPS_IN_FLIGHT:
+                    _check_finite(pending.popleft(), epoch)
                 progress.step += 1
                 progress.epoch_step = epoch_step + 1
                 if store is not None and self.checkpoint_every and progress.step % self.checkpoint_every == 0:
-                    _check_finite(pending, epoch)
+                    _check_all_finite(pending, epoch)
                     if progress.epoch_step < steps_per_epoch:
                         store.save(run.state, progress, wait=False)
-            if pending is not None:
-                _check_finite(pending, epoch)
+            _check_all_finite(pending, epoch)
 
     def _end_epoch(self, model, run, progress, validation, epoch, epoch_started) -> None:
         state = run.state
@@ -565,6 +571,12 @@ def _check_finite(pending, epoch: int) -> None:
     epoch_step, global_step, rows, halted = pending
     if bool(halted):
         raise TrainingDivergedError(epoch, epoch_step, global_step, rows)
+
+
+def _check_all_finite(pending: deque, epoch: int) -> None:
+    """Check the pending steps oldest first, so that an error names the first step that failed."""
+    while pending:
+        _check_finite(pending.popleft(), epoch)
 
 
 def _check_at_least(name: str, value: int, minimum: int) -> None:
