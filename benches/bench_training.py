@@ -22,7 +22,7 @@ the medians of the same run, are printed at the end; 0.9 or more means the pipel
   fixed costs in `extra_info` and on the terminal. The benchmark's own time is that of the whole
   measurement.
 
-XLA runs on one thread in this file (`XLA_FLAGS` below, set before JAX starts), and so do the
+XLA runs on one thread in this file (`NPROC` and `XLA_FLAGS` below, set before JAX starts), and so do the
 readers (`threads=1`, and one thread in pyarrow's pools), so that training and reading each get
 one core of a 2-core machine.
 
@@ -31,7 +31,10 @@ Run: .venv-test/bin/python -m pytest benches/bench_training.py --benchmark-only
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+# XLA's CPU client sizes its thread pool from NPROC when it is set, and the flag keeps Eigen's
+# kernels on the calling thread. Without NPROC, XLA ran a step's operations on two threads here.
+os.environ.setdefault("NPROC", "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -97,7 +100,7 @@ def log_file(log, tmp_path_factory):
 
 
 def read(path):
-    # The reader is limited to one thread, as XLA is (see XLA_FLAGS above).
+    # The reader is limited to one thread, as XLA is (see NPROC above).
     return ClickLog.read("wscd", [path], Vocabulary(), positions=POSITIONS, threads=1)
 
 
@@ -134,8 +137,12 @@ def pipeline_ratios(request):
         print("\n".join(lines))
 
 
+# Each pipeline round takes a fraction of a second, so many rounds steady the medians.
+PIPELINE_ROUNDS = 15
+
+
 def measure(benchmark, request, function, *args):
-    benchmark.pedantic(function, args=args, rounds=3, iterations=1)
+    benchmark.pedantic(function, args=args, rounds=PIPELINE_ROUNDS, iterations=1)
     medians[request.node.name] = benchmark.stats.stats.median
 
 
