@@ -14,7 +14,9 @@ from hypothesis.extra import numpy as hnp
 
 from clickjax.data import ClickLog
 from clickjax.models import MODELS, PositionBasedModel
+from clickjax.compressed import HashedLogits
 from clickjax.pipeline import BatchPipeline
+from clickjax.simulation import Catalogue, simulate
 from clickjax.sparse import find_representatives, representative_rows
 from clickjax.training import Trainer, TrainingDivergedError, _Plan, _replace_with_oov
 from simulation import simulate_pbm
@@ -444,3 +446,61 @@ def test_diverged_error_on_streamed_batch():
     error = TrainingDivergedError(2, 3, 13, np.zeros(0, np.int64))
     assert "on a batch streamed from disk" in str(error)
     assert "rows []" not in str(error)
+
+
+# ---------------------------------------------------------------- columns of a step
+
+
+def simulated_log(name: str, sessions: int = 300):
+    """A small log simulated from model `name` on 5 queries of 4 documents."""
+    catalogue = Catalogue.random(queries=5, documents_per_query=4)
+    model = MODELS[name](positions=4, query_doc_pairs=catalogue.pair_table_size, rngs=nnx.Rngs(0))
+    return simulate(model, catalogue, sessions, seed=1).log, catalogue
+
+
+# PBM: attraction by pair, examination by rank. DBN reads no rank: its examination follows the
+# clicks above a slot. Neither reads query_id, doc_id or query_doc_hash.
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("pbm", {"click", "mask", "weight", "query_doc_id", "position"}),
+        ("dbn", {"click", "mask", "weight", "query_doc_id"}),
+    ],
+)
+def test_step_reads_model_columns(name, expected):
+    log, catalogue = simulated_log(name)
+    model = MODELS[name](positions=4, query_doc_pairs=catalogue.pair_table_size, rngs=nnx.Rngs(0))
+    trainer = Trainer(epochs=1, batch_size=64)
+    trainer.fit(model, log)
+
+    (step,) = trainer._compiled.values()
+    assert set(step.columns) == expected
+
+
+def test_hashed_attraction_reads_hash_column():
+    # With hashed attraction, the pair ids are not read, so the out-of-vocabulary draws skip them.
+    log, _ = simulated_log("pbm")
+    model = PositionBasedModel(positions=4, query_doc_pairs=2, attraction=HashedLogits(buckets=64, seed=0), rngs=nnx.Rngs(0))
+    trainer = Trainer(epochs=2, batch_size=64, oov_rate=0.5)
+    trainer.fit(model, log)
+
+    (step,) = trainer._compiled.values()
+    assert "query_doc_hash" in step.columns
+    assert "query_doc_id" not in step.columns
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_pipeline_cuts_selected_columns(prefetch):
+    log, _ = simulated_log("pbm", sessions=10)
+    order = np.arange(10)
+    selected = ("mask", "weight", "click")
+    with BatchPipeline(log, order, 4, range(3), lambda batch: batch, prefetch, columns=selected) as pipeline:
+        items = list(pipeline)
+
+    assert [step for step, _, _ in items] == [0, 1, 2]
+    for step, _, batch in items:
+        assert set(batch) == set(selected)
+        rows = order[step * 4 : (step + 1) * 4]
+        np.testing.assert_array_equal(batch["click"][: len(rows)], log.columns["click"][rows])
+    # The last batch has 2 sessions and 2 rows of padding with weight 0.
+    np.testing.assert_array_equal(items[2][2]["weight"][2:], [0.0, 0.0])

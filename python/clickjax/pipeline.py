@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -49,6 +49,8 @@ class BatchPipeline:
         reported as an empty array.
       prepare: called as `prepare(step, batch)` on each numpy batch before it is placed, on the
         worker thread, and returns the batch to place; None places the batches as cut.
+      columns: the columns to cut and place, or None for all. The consumer may set the
+        `columns` attribute later; batches prepared before that keep every column.
 
     Use it as a context manager, so that the worker stops when the consumer stops early.
     """
@@ -64,6 +66,7 @@ class BatchPipeline:
         *,
         stream: Iterable[dict[str, np.ndarray]] | None = None,
         prepare: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+        columns: Collection[str] | None = None,
     ):
         if (order is None) == (stream is None):
             raise ValueError("give either the epoch's session order or a stream of batches, not both or neither")
@@ -75,6 +78,7 @@ class BatchPipeline:
         self.prefetch = prefetch
         self.stream = stream
         self.prepare = prepare
+        self.columns = columns
         self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -88,7 +92,14 @@ class BatchPipeline:
     def cut(self, step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Cut batch number `step` of the epoch: its log rows and its padded columns."""
         rows = self.order[step * self.batch_size : (step + 1) * self.batch_size]
-        return rows, pad_batch(take_rows(self.log.columns, rows), self.batch_size)
+        return rows, pad_batch(take_rows(self._selected(self.log.columns), rows), self.batch_size)
+
+    def _selected(self, batch: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """Return the batch's arrays of `columns`, or the batch itself when `columns` is None."""
+        columns = self.columns
+        if columns is None:
+            return batch
+        return {name: batch[name] for name in columns}
 
     def batches(self) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
         """Yield `(step, rows, numpy batch)` for each step, passed through `prepare` if given."""
@@ -107,7 +118,7 @@ class BatchPipeline:
             if step >= self.steps.stop:
                 return
             if step >= self.steps.start:
-                yield step, _UNKNOWN_ROWS, batch
+                yield step, _UNKNOWN_ROWS, dict(self._selected(batch))
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray, dict]]:
         if self.prefetch == 0:
