@@ -22,12 +22,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
 from clickjax.data import ClickLog, Vocabulary
 from clickjax.models import MODELS
-from clickjax.training import Trainer, _Plan, _result_weight
+from clickjax.training import Trainer, _columns_read, _Plan, _result_weight
 
 REFERENCE_EPOCHS = 60
 TOLERANCE = 0.001
@@ -93,8 +94,12 @@ def step_compile_seconds(name: str, train: ClickLog, pairs: int) -> float:
     plan = _Plan.build(model, trainer, train, train_weight=lambda: _result_weight(train, trainer.batch_size))
     step = plan.step_function(trainer, trainer.total_steps(train), lambda optimizer: None)
     state = plan.initial_state(model, step.dense_optimizer, trainer.table_rule)
+    scratch = plan.initial_scratch()
     batch = jax.device_put(next(train.batches(trainer.batch_size)))
-    lowered = step.run.lower(state, batch, jax.random.key(0), jnp.asarray(0, jnp.int32), jnp.zeros((), bool))
+    arguments = (state, scratch, batch, np.int32(0), jnp.zeros((), bool))
+    # The trainer compiles the step for the columns it reads, so this compiles the same program.
+    columns = _columns_read(step.function, arguments)
+    lowered = step.run.lower(state, scratch, {name: batch[name] for name in columns}, *arguments[3:])
     started = time.perf_counter()
     lowered.compile()
     return time.perf_counter() - started

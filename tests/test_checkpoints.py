@@ -199,3 +199,38 @@ def test_new_run_removes_checkpoints_of_an_earlier_one(tmp_path):
     assert main([*arguments, "--epochs", "1"]) == 0
     assert max(saved_steps(output / "checkpoints")) == 5
     assert main([*arguments, "--epochs", "1", "--resume"]) == 0
+
+
+def test_resume_with_other_model_names_both(tmp_path, capsys):
+    from clickjax.cli import main
+
+    log = tmp_path / "log"
+    _wscd_log(log, queries=4, sessions_per_query=10)
+    output = tmp_path / "run"
+    arguments = ["--format", "wscd", "--train", str(log), "--test", str(log), "--output", str(output),
+                 "--batch-size", "8", "--epochs", "1", "--quiet"]
+    assert main(["train", "--model", "pbm", *arguments]) == 0
+    capsys.readouterr()
+
+    # UBM's tables have other shapes than PBM's, so restoring them would fail inside the model.
+    assert main(["train", "--model", "ubm", *arguments, "--resume"]) == 1
+    error = capsys.readouterr().err
+    assert "belongs to another run" in error
+    assert "model: 'PositionBasedModel' in the checkpoint, 'UserBrowsingModel' in this run" in error
+    assert "Traceback" not in error
+
+
+def test_resume_says_where_it_starts(tmp_path, capsys):
+    from clickjax.cli import main
+
+    log = tmp_path / "log"
+    _wscd_log(log, queries=4, sessions_per_query=10)
+    output = tmp_path / "run"
+    arguments = ["train", "--model", "pbm", "--format", "wscd", "--train", str(log), "--test", str(log),
+                 "--output", str(output), "--batch-size", "8", "--epochs", "1", "--quiet", "--resume"]
+    # 40 sessions in batches of 8: one epoch is 5 steps, and its end is checkpointed.
+    assert main(arguments) == 0
+    assert "--resume found no checkpoint" in capsys.readouterr().err
+
+    assert main(arguments) == 0
+    assert "resumed from the checkpoint at step 5" in capsys.readouterr().out

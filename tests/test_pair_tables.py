@@ -116,3 +116,22 @@ def test_train_rejects_invalid_prior(tmp_path, capsys):
     ])
     assert code == 1
     assert "invalid prior 'beta:2'" in capsys.readouterr().err
+
+
+def test_train_with_robe_tables(tmp_path):
+    # ROBE tables need a block of entries; the option check before reading must not reject them.
+    rng = np.random.default_rng(3)
+    sessions = {
+        query: [f"u{query}_0,u{query}_1,u{query}_2 : " + ("u%d_0" % query if rng.random() < 0.5 else "") for _ in range(5)]
+        for query in range(10)
+    }
+    train = tmp_path / "train"
+    _write_wscd(train, sessions)
+    output = tmp_path / "run"
+    code = main([
+        "train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(train),
+        "--output", str(output), "--positions", "3", "--epochs", "1", "--quiet", "--pair-table", "robe", "--compression", "1",
+    ])
+    assert code == 0
+    saved = json.loads((output / "model" / "clickjax-model.json").read_text())
+    assert saved["modules"]["attraction"]["type"] == "RobeLogits"

@@ -83,11 +83,15 @@ class CheckpointStore:
             logger.info("no checkpoint in %s: starting from the beginning", self.folder)
             return None
         meta = self._manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))["progress"]
-        if meta.get("fingerprint") != self.fingerprint:
+        written = meta.get("fingerprint") or {}
+        if written != self.fingerprint:
+            names = sorted(name for name in {*written, *self.fingerprint} if written.get(name) != self.fingerprint.get(name))
+            differences = "; ".join(
+                f"{name}: {written.get(name)!r} in the checkpoint, {self.fingerprint.get(name)!r} in this run" for name in names
+            )
             raise ValueError(
-                f"the checkpoint at step {step} in {self.folder} belongs to another run: it was written with "
-                f"{meta.get('fingerprint')}, this run has {self.fingerprint}. Resume with the same model, training "
-                "log, batch size, seed and epochs, or use a new --output folder"
+                f"the checkpoint at step {step} in {self.folder} belongs to another run ({differences}). Resume with "
+                "the same model, training log, batch size, seed and epochs, or use a new --output folder"
             )
         restored_progress = _progress_from_json(meta, progress)
         if meta["has_best_state"]:

@@ -543,6 +543,8 @@ def _train_command(args: argparse.Namespace) -> int:
         config, args.output, progress=_epoch_printer(bars, args.quiet), on_loaded=_print_report,
         bars=bars, max_memory=args.max_memory, on_memory=_print_memory,
     )
+    if config.resume:
+        _print_resume(summary["resumed_from_step"], args.output)
     print(format_summary(summary))
     print(
         f"\nwrote {args.output / 'metrics.json'}, {args.output / 'parameters.json'}, "
@@ -667,6 +669,13 @@ def _print_training_plan(config: TrainingConfig) -> None:
         print(f"training for at most {config.epochs} epochs, stopping early after {config.patience} without validation gain")
     else:
         print(f"no validation data: training for {config.epochs} epochs (pass --validation for early stopping)")
+
+
+def _print_resume(step: int | None, output: Path) -> None:
+    if step is None:
+        print(f"warning: --resume found no checkpoint in {output / 'checkpoints'}, so training started from the beginning", file=sys.stderr)
+    else:
+        print(f"resumed from the checkpoint at step {step:,} in {output / 'checkpoints'}")
 
 
 def _print_report(report) -> None:

@@ -88,6 +88,9 @@ class MemoryLimitError(ValueError):
 
 logger = logging.getLogger(__name__)
 
+# Pairs of the tables built to check the per-pair options before a log is read.
+_CHECK_PAIRS = 1 << 16
+
 
 @dataclass
 class TrainingConfig:
@@ -161,8 +164,11 @@ class TrainingConfig:
             # each process to read its own shard files.
             raise ValueError("--stream is not supported with --data-parallel or --shard-tables yet; pass --no-stream")
         # Build the per-pair modules once, so that a bad --pair-table, --compression or --prior
-        # fails before any log is read.
-        pair_table_modules(self.model, self.pair_table, pairs=2, compression=self.compression, prior=parse_prior(self.prior))
+        # fails before any log is read. A ROBE table needs entries for a whole block, so the check
+        # uses a log-sized number of pairs rather than the smallest.
+        pair_table_modules(
+            self.model, self.pair_table, pairs=_CHECK_PAIRS, compression=self.compression, prior=parse_prior(self.prior)
+        )
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"--learning-rate must be a positive finite number, got {self.learning_rate}")
         try:

@@ -325,7 +325,7 @@ class Trainer:
         progress = _Progress(validated=validation is not None)
         store = None
         if self.checkpoint_dir is not None:
-            store = CheckpointStore(self.checkpoint_dir, fingerprint=plan.fingerprint(self, train))
+            store = CheckpointStore(self.checkpoint_dir, fingerprint=plan.fingerprint(self, train, model))
             if resume:
                 restored = store.restore_latest(run.state, progress)
                 if restored is not None:
@@ -762,9 +762,13 @@ class _Plan:
             weight_sum=jnp.zeros((), jnp.float32),
         )
 
-    def fingerprint(self, trainer: Trainer, train: ClickLog) -> dict:
+    def fingerprint(self, trainer: Trainer, train: ClickLog, model: nnx.Module) -> dict:
         """Describe the run, so that a checkpoint of another model, log or option set is rejected."""
+        parameters = nnx.to_flat_state(nnx.state(model, nnx.Param))
         return {
+            "model": type(model).__name__,
+            # Shapes as lists, which JSON gives back unchanged.
+            "parameters": {"/".join(map(str, path)): list(np.shape(value.get_value())) for path, value in parameters},
             "sparse_tables": ["/".join(map(str, path)) for path in self.sparse_paths],
             "train_sessions": train.num_sessions,
             "batch_size": trainer.batch_size,
