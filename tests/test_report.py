@@ -166,3 +166,24 @@ def test_train_report_omits_other_formats(tmp_path, capsys):
     assert CHANGES["clicks_not_shown"] in out
     assert CHANGES["missing_results"] not in out
     assert CHANGES["extra_click_entries"] not in out
+
+
+def test_train_on_shards_reports_shard_counters(tmp_path, capsys):
+    # Three sessions; the second has no click, and the third's only click is on a URL not shown.
+    log = tmp_path / "log.txt"
+    log.write_text("7_1\t11,12,13 : 12 , 12;7_1\t11,12,13 :;8_2\t21,22 : 99\n")
+    assert main(["ingest", "--format", "wscd", "--positions", "3", "--output", str(tmp_path / "shards"), str(log)]) == 0
+    capsys.readouterr()
+
+    shards = str(tmp_path / "shards")
+    code = main([
+        "train", "--model", "pbm", "--format", "parquet", "--train", shards, "--test", shards,
+        "--epochs", "1", "--positions", "3", "--output", str(tmp_path / "run"),
+    ])
+
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "train: 3 sessions read from Parquet shards, 3 kept (100.0%)" in out
+    assert "sessions without any logged click: 2" in out
+    assert "the counters of parsing the raw log are in the ingest folder's load_report.json" in out
+    assert "lines" not in out.split("train:")[1].split("\n")[0]

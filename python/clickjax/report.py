@@ -164,10 +164,8 @@ class LoadReport:
         """
         heading = f"{self.name}: " if self.name else ""
         kept_share = f" ({self.sessions_kept / self.sessions_read:.1%})" if self.sessions_read else ""
-        lines = [
-            f"{heading}{self.sessions_read:,} sessions read from {self.lines_read:,} lines, "
-            f"{self.sessions_kept:,} kept{kept_share}"
-        ]
+        source = "Parquet shards" if self.log_format == "parquet" else f"{self.lines_read:,} lines"
+        lines = [f"{heading}{self.sessions_read:,} sessions read from {source}, {self.sessions_kept:,} kept{kept_share}"]
         width = len(f"{max(self._all_counts(), default=0):,}")
 
         def rows(title: str, descriptions: Mapping[str, str]) -> None:
@@ -189,6 +187,8 @@ class LoadReport:
             lines.append(f"  corrupt gzip inputs skipped: {self.corrupt_inputs:,}")
         for key, value in sorted(self.other.items()):
             lines.append(f"  {key}: {value:,}")
+        if self.log_format == "parquet":
+            lines.append("  the counters of parsing the raw log are in the ingest folder's load_report.json")
         return "\n".join(lines)
 
     def _applies(self, key: str) -> bool:

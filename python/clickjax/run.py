@@ -155,6 +155,11 @@ class TrainingConfig:
             value = getattr(self, option)
             if value is not None and value < 1:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+        if self.min_results is not None and self.positions is not None and self.min_results > self.positions:
+            raise ValueError(
+                f"--min-results {self.min_results} is above --positions {self.positions}, so every session would be "
+                "dropped: a session keeps at most --positions results; lower --min-results or raise --positions"
+            )
         if self.shuffle_buffer < 0:
             raise ValueError(f"--shuffle-buffer must be at least 0, got {self.shuffle_buffer}")
         if self.stream and self.format != "parquet":

@@ -167,7 +167,14 @@ class ShardReader:
         self.batch_size = batch_size
         self.threads = _check_threads(threads)
         self._batches = self._iterate()
-        self._counts = {"sessions_read": 0, "sessions_kept": 0, "oov_queries": 0, "oov_documents": 0, "oov_pairs": 0}
+        self._counts = {
+            "sessions_read": 0,
+            "sessions_kept": 0,
+            "sessions_without_clicks": 0,
+            "oov_queries": 0,
+            "oov_documents": 0,
+            "oov_pairs": 0,
+        }
 
     def __iter__(self) -> ShardReader:
         return self
@@ -179,9 +186,10 @@ class ShardReader:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters so far: `sessions_read` and `sessions_kept` (rows), and the out-of-vocabulary
-        counts `oov_queries` (rows with query id 1), `oov_documents` and `oov_pairs` (real results
-        with document or pair id 1), in the keys of the text readers' counters."""
+        """Counters so far: `sessions_read` and `sessions_kept` (rows), `sessions_without_clicks`
+        (rows without a click), and the out-of-vocabulary counts `oov_queries` (rows with query id
+        1), `oov_documents` and `oov_pairs` (real results with document or pair id 1), in the keys
+        of the text readers' counters."""
         return dict(self._counts)
 
     @property
@@ -248,6 +256,8 @@ class ShardReader:
         self._counts["oov_queries"] += int(np.count_nonzero(batch.column("query_id").to_numpy() == 1))
         self._counts["oov_documents"] += int(np.count_nonzero((_padded(batch, "doc_id", positions) == 1) & mask))
         self._counts["oov_pairs"] += int(np.count_nonzero((_padded(batch, "query_doc_id", positions) == 1) & mask))
+        clicked = ((_padded(batch, "click", positions) != 0) & mask).any(axis=1)
+        self._counts["sessions_without_clicks"] += int(rows - np.count_nonzero(clicked))
 
 
 def read_shards(
