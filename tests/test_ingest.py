@@ -440,6 +440,29 @@ def test_query_split_depends_on_seed(many_query_log, tmp_path):
     assert chosen[0] != chosen[2]
 
 
+@pytest.mark.parametrize("aggregate", [False, True])
+def test_random_split_mixes_queries(many_query_log, tmp_path, aggregate):
+    expected = concatenated(read_raw("wscd", [many_query_log], positions=POSITIONS))
+    fractions = {"train": 0.8, "test": 0.2}
+
+    manifest = ingest(
+        "wscd", [many_query_log], tmp_path / "out", positions=POSITIONS, splits=fractions, split_by="random",
+        seed=5, aggregate=aggregate,
+    )
+
+    parts = {name: concatenated(read_shards([tmp_path / "out" / name])) for name in fractions}
+    weights = {name: float(part["weight"].sum()) for name, part in parts.items()}
+    assert weights["train"] + weights["test"] == 2000
+    # 2,000 sessions: the test share has a standard deviation of about 0.009, so 0.04 is over 4 of them.
+    assert abs(weights["test"] / 2000 - 0.2) < 0.04
+    # The log lists each query's 5 sessions together, yet most test queries also occur in training.
+    train_queries = set(parts["train"]["query_id"].tolist())
+    test_queries = set(parts["test"]["query_id"].tolist())
+    assert len(test_queries & train_queries) > 0.5 * len(test_queries)
+    assert train_queries | test_queries == set(expected["query_id"].tolist())
+    assert sum(entry["weight"] for entry in manifest["splits"].values()) == 2000
+
+
 # Aggregation
 
 

@@ -292,10 +292,13 @@ def _add_ingest_command(commands) -> None:
     )
     ingest_parser.add_argument(
         "--split-by", choices=SPLIT_BY, default="session",
-        help="session: contiguous session ranges in input order (default); query: a seeded hash of the query id "
-        "puts every session of a query in one split",
+        help="session: contiguous session ranges in input order (default); random: a seeded hash of each "
+        "session's position in the input chooses its split, for logs sorted by query; query: a seeded hash of "
+        "the query id puts every session of a query in one split",
     )
-    ingest_parser.add_argument("--seed", type=int, default=0, help="seed of the query hash of --split-by query (default: 0)")
+    ingest_parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the hash of --split-by random or query (default: 0)"
+    )
     ingest_parser.add_argument(
         "--aggregate", action="store_true",
         help="merge identical sessions (same query, documents, positions, clicks and mask, and any behaviour, label "

@@ -57,7 +57,7 @@ LOAD_REPORT_NAME = "load_report.json"
 VOCABULARY_NAME = "vocabulary.parquet"
 DEFAULT_SHARD_SESSIONS = 1_000_000
 # Ways to assign sessions to splits: contiguous session ranges in input order, or whole queries.
-SPLIT_BY = ("session", "query")
+SPLIT_BY = ("session", "query", "random")
 # Staging files between the two passes of a session-range split or an aggregation.
 _STAGING_FOLDER = ".staging"
 _STAGING_COMPRESSION = "lz4"
@@ -176,9 +176,11 @@ def ingest(
       shard_sessions: maximum rows per shard.
       splits: split name -> fraction (see `parse_splits`); None writes one set of shards.
       split_by: `"session"`: contiguous ranges of sessions in input order, exact to one session.
+        `"random"`: each session goes to the split that a seeded hash of its position in the input
+        chooses, so the fractions hold for sessions on average, whatever the order of the log.
         `"query"`: every session of a query goes to the split that a seeded hash of its dense
         query id picks, so the fractions hold for queries, not sessions.
-      seed: seed of the query hash.
+      seed: seed of the hash of `split_by="random"` or `"query"`.
       aggregate: merge identical sessions within each split (see `aggregate_sessions`). The rows
         of an aggregated split come in hash-bucket order, not input order.
       overwrite: replace a folder that an earlier ingest wrote (it must contain a manifest.json).
@@ -274,14 +276,17 @@ def _write_shards(
 
     # Two passes: stage the rows in input order and count them, then route them.
     staging = _ShardWriter(output / _STAGING_FOLDER, shard_sessions, _STAGING_COMPRESSION)
-    query_counts = np.zeros(len(names), np.int64)
+    hashed_counts = np.zeros(len(names), np.int64)
+    start = 0
     for batch in batches:
         staging.write(batch)
-        if split_by == "query":
-            query_counts += np.bincount(_query_splits(batch, cumulative, seed), minlength=len(names))
+        if split_by != "session":
+            splits = _hashed_splits(batch, start, cumulative, split_by, seed)
+            hashed_counts += np.bincount(splits, minlength=len(names))
+        start += batch.num_rows
     staged_shards = staging.close()
     total = sum(shard["sessions"] for shard in staged_shards)
-    counts = _session_counts(total, cumulative) if split_by == "session" else query_counts
+    counts = _session_counts(total, cumulative) if split_by == "session" else hashed_counts
 
     sinks = [_make_sink(output, name, count, shard_sessions, compression, aggregate) for name, count in zip(names, counts)]
     staged = (
@@ -458,7 +463,7 @@ def _route(batches: Iterable[pa.RecordBatch], sinks: list, fractions: np.ndarray
             rows = np.arange(start, start + batch.num_rows)
             split = np.searchsorted(bounds, rows, side="right")
         else:
-            split = _query_splits(batch, fractions, seed)
+            split = _hashed_splits(batch, start, fractions, split_by, seed)
         start += batch.num_rows
         # Rows of one split stay contiguous in a session-range split, so slices avoid copies there.
         for index, sink in enumerate(sinks):
@@ -478,10 +483,17 @@ def _session_counts(total: int, fractions: np.ndarray) -> np.ndarray:
     return np.diff(bounds, prepend=0)
 
 
-def _query_splits(batch: pa.RecordBatch, fractions: np.ndarray, seed: int) -> np.ndarray:
-    """Split index of each row: a seeded hash of its dense query id, mapped to [0, 1) and cut at the cumulative fractions."""
-    query_id = batch.column("query_id").to_numpy().astype(np.uint64)
-    unit = (_mix64(query_id ^ _mix64(np.full(1, seed, np.uint64))) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+def _hashed_splits(batch: pa.RecordBatch, start: int, fractions: np.ndarray, split_by: str, seed: int) -> np.ndarray:
+    """Split index of each row: a seeded hash of its key, mapped to [0, 1) and cut at the cumulative fractions.
+
+    The key is the dense query id with `split_by="query"`, and the row's position in the input
+    (`start` is that of the batch's first row) with `split_by="random"`.
+    """
+    if split_by == "query":
+        keys = batch.column("query_id").to_numpy().astype(np.uint64)
+    else:
+        keys = np.arange(start, start + batch.num_rows, dtype=np.uint64)
+    unit = (_mix64(keys ^ _mix64(np.full(1, seed, np.uint64))) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     split = np.searchsorted(np.cumsum(fractions), unit, side="right")
     return np.minimum(split, len(fractions) - 1)
 
