@@ -92,6 +92,7 @@ def test_behaviour_columns_for_baidu(tmp_path):
     [
         (["--min-results", "0"], "--min-results must be at least 1, got 0"),
         (["--min-results", "11", "--positions", "10"], "--min-results 11 is above --positions 10"),
+        (["--threads", "100000"], "--threads must be at most 256, got 100000"),
         (["--min-sessions-per-query", "0"], "--min-sessions-per-query must be at least 1, got 0"),
         (["--behaviour", "dwelling_time"], "behaviour"),
         (["--features", "bm25"], "features apply to the long and hf-baidu formats, not to wscd"),

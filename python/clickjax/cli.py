@@ -671,7 +671,8 @@ def _print_training_plan(config: TrainingConfig) -> None:
     if config.validation:
         print(f"training for at most {config.epochs} epochs, stopping early after {config.patience} without validation gain")
     else:
-        print(f"no validation data: training for {config.epochs} epochs (pass --validation for early stopping)")
+        epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
+        print(f"no validation data: training for {epochs} (pass --validation for early stopping)")
 
 
 def _print_resume(step: int | None, output: Path) -> None:

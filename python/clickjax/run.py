@@ -91,6 +91,9 @@ logger = logging.getLogger(__name__)
 # Pairs of the tables built to check the per-pair options before a log is read.
 _CHECK_PAIRS = 1 << 16
 
+# The readers' largest thread count (`MAX_THREADS` of the Rust core).
+_MAX_THREADS = 256
+
 
 @dataclass
 class TrainingConfig:
@@ -155,6 +158,8 @@ class TrainingConfig:
             value = getattr(self, option)
             if value is not None and value < 1:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+        if self.threads is not None and self.threads > _MAX_THREADS:
+            raise ValueError(f"--threads must be at most {_MAX_THREADS}, got {self.threads}")
         if self.min_results is not None and self.positions is not None and self.min_results > self.positions:
             raise ValueError(
                 f"--min-results {self.min_results} is above --positions {self.positions}, so every session would be "
