@@ -46,6 +46,17 @@ def test_load_missing_folder(tmp_path):
         load_model(tmp_path / "nothing")
 
 
+def test_load_from_training_output_folder(tmp_path):
+    # `clickjax train --output RUN` saves the model in RUN/model; RUN itself loads too.
+    model = MODELS["pbm"](positions=2, query_doc_pairs=5, rngs=nnx.Rngs(0))
+    save_model(model, tmp_path / "run" / "model", config={"model": "pbm", "positions": 2, "query_doc_pairs": 5})
+
+    loaded = load_model(tmp_path / "run")
+
+    assert type(loaded) is type(model)
+    assert loaded.positions == 2
+
+
 @pytest.mark.parametrize("name", ["pbm", "dbn"])
 def test_loaded_model_predicts_same_probabilities(tmp_path, name):
     log, _ = simulate_pbm(sessions=200, pairs=20, theta=[0.9, 0.6, 0.4], seed=1)

@@ -87,14 +87,21 @@ def save_model(model: nnx.Module, folder: Path, config: dict, pairs: dict[str, n
 def load_model(folder: Path) -> nnx.Module:
     """Rebuild a model written by `save_model`.
 
+    `folder` may also be the output folder of `clickjax train`, whose `model/` subfolder is read.
+
     Raises:
       FileNotFoundError: `folder` contains no saved model.
       ValueError: the folder was written by a newer format version, or its parameters do not match.
     """
     folder = Path(folder)
+    if not (folder / _METADATA).exists() and (folder / "model" / _METADATA).exists():
+        # The output folder of `clickjax train`, which keeps the model in its `model/` subfolder.
+        folder = folder / "model"
     metadata_path = folder / _METADATA
     if not metadata_path.exists():
-        raise FileNotFoundError(f"{metadata_path} not found: {folder} is not a folder written by save_model")
+        raise FileNotFoundError(
+            f"{metadata_path} not found: {folder} is not a folder written by save_model or by clickjax train"
+        )
     metadata = json.loads(metadata_path.read_text())
     version = metadata.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
