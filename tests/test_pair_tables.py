@@ -109,13 +109,21 @@ def metrics_pairs(output) -> int:
     return json.loads((output / "model" / "clickjax-model.json").read_text())["query_doc_pairs"]
 
 
-def test_train_rejects_invalid_prior(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--prior", "beta:2"], "invalid --prior 'beta:2'"),
+        (["--pair-table", "hashed", "--compression", "0.5"], "--compression must be a number of at least 1, got 0.5"),
+    ],
+)
+def test_train_rejects_invalid_table_options(tmp_path, capsys, options, message):
+    # The options are checked before the (missing) logs are read.
     code = main([
         "train", "--model", "pbm", "--format", "wscd", "--train", str(tmp_path / "missing"),
-        "--test", str(tmp_path / "missing"), "--output", str(tmp_path / "run"), "--prior", "beta:2",
+        "--test", str(tmp_path / "missing"), "--output", str(tmp_path / "run"), *options,
     ])
     assert code == 1
-    assert "invalid prior 'beta:2'" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_train_with_robe_tables(tmp_path):

@@ -176,9 +176,18 @@ class TrainingConfig:
         # Build the per-pair modules once, so that a bad --pair-table, --compression or --prior
         # fails before any log is read. A ROBE table needs entries for a whole block, so the check
         # uses a log-sized number of pairs rather than the smallest.
-        pair_table_modules(
-            self.model, self.pair_table, pairs=_CHECK_PAIRS, compression=self.compression, prior=parse_prior(self.prior)
-        )
+        try:
+            pair_table_modules(
+                self.model, self.pair_table, pairs=_CHECK_PAIRS, compression=self.compression, prior=parse_prior(self.prior)
+            )
+        except ValueError as error:
+            # Name the flags: "compression must be ..." becomes "--compression must be ...".
+            message = str(error)
+            for start, flag in (("compression ", "--compression "), ("invalid prior ", "invalid --prior "),
+                                ("unknown pair table ", "unknown --pair-table ")):
+                if message.startswith(start):
+                    message = flag + message[len(start):]
+            raise ValueError(message) from None
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"--learning-rate must be a positive finite number, got {self.learning_rate}")
         try:
