@@ -641,3 +641,16 @@ def test_simulation_config_checks():
         SimulationConfig(output="x", format="baidu", sessions=1, model="nope")
     with pytest.raises(ValueError, match="sessions must be at least 1"):
         SimulationConfig(output="x", format="baidu", sessions=0, model="pbm")
+
+
+def test_cli_output_under_a_file(tmp_path, capsys):
+    # The output's folder would have to be created where a file already is.
+    (tmp_path / "taken").write_text("a file\n")
+
+    code, _ = simulate_command(tmp_path, "--model", "pbm", "--sessions", "10", "--format", "wscd", name="taken/log.txt.gz")
+
+    assert code == 1
+    error = capsys.readouterr().err
+    assert str(tmp_path / "taken") in error
+    assert "a file of that name is in the way of a folder" in error
+    assert "Traceback" not in error

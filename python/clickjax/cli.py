@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except OSError as error:
         if error.filename is not None and error.strerror is not None:
-            print(f"clickjax: error: {error.strerror}: {error.filename}; check the file and folder paths", file=sys.stderr)
+            print(f"clickjax: error: {error.strerror}: {error.filename}; {_path_hint(error)}", file=sys.stderr)
         else:
             print(f"clickjax: error: {error}", file=sys.stderr)
         return 1
@@ -88,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(130)
         return 130
+
+
+def _path_hint(error: OSError) -> str:
+    """Return what to do about a failed file operation."""
+    if isinstance(error, FileExistsError):
+        return "a file of that name is in the way of a folder that clickjax must create; pass another path or move the file"
+    if isinstance(error, NotADirectoryError):
+        return "a part of that path is a file, not a folder; pass another path"
+    return "check the file and folder paths"
 
 
 def _apply_config(argv: list[str], subparsers: dict[str, argparse.ArgumentParser]) -> None:
