@@ -186,10 +186,12 @@ class ShardReader:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters so far: `sessions_read` and `sessions_kept` (rows), `sessions_without_clicks`
-        (rows without a click), and the out-of-vocabulary counts `oov_queries` (rows with query id
-        1), `oov_documents` and `oov_pairs` (real results with document or pair id 1), in the keys
-        of the text readers' counters."""
+        """Counters so far, under the keys of the text readers' counters.
+
+        `sessions_read` and `sessions_kept` count rows, and `sessions_without_clicks` the rows
+        without a click. The out-of-vocabulary counts are `oov_queries` (rows with query id 1),
+        `oov_documents` and `oov_pairs` (real results with document or pair id 1).
+        """
         return dict(self._counts)
 
     @property
