@@ -41,6 +41,7 @@ from clickjax.models import UserBrowsingModel
 from clickjax.numerics import bernoulli_log_likelihood
 from clickjax.numerics import exclusive_cumsum
 from clickjax.numerics import log1mexp
+from clickjax.numerics import log_add_exp
 from clickjax.numerics import log_complement_of_product
 from clickjax.numerics import log_sigmoid_pair
 from clickjax.parameters import EmbeddingLogits
@@ -666,6 +667,27 @@ def test_log_complement_of_product_near_one():
     # 1 - a b with a = b = 1 - 1e-7 is 2e-7 - 1e-14, but float32 1 - a * b gives about 2.4e-7.
     value = log_complement_of_product(jnp.float32(-EXTREME_LOGIT), jnp.float32(-EXTREME_LOGIT))
     assert float(value) == pytest.approx(math.log(2e-7 - 1e-14), rel=1e-5)
+
+
+def test_log_add_exp_matches_high_precision(x64):
+    # log(e^x + e^y) against 400-digit decimal arithmetic, with x - y from 0 to 1400.
+    pairs = [(0.0, 0.0), (-1.0, -2.0), (-3.0, -1e-9), (-700.0, 0.0), (700.0, -700.0), (-20.0, -20.0 + 1e-10)]
+    with decimal.localcontext() as context:
+        context.prec = 400
+        expected = [float((decimal.Decimal(x).exp() + decimal.Decimal(y).exp()).ln()) for x, y in pairs]
+
+    value = log_add_exp(jnp.asarray([x for x, _ in pairs]), jnp.asarray([y for _, y in pairs]))
+
+    np.testing.assert_allclose(value, expected, rtol=1e-13)
+
+
+def test_log_add_exp_gradient(x64):
+    # d/dx log(e^x + e^y) = e^x / (e^x + e^y): 1/2 at x = y, 1 / (1 + e^-2) at x - y = 2.
+    gradient = jax.grad(log_add_exp, argnums=(0, 1))
+    for x, y, expected_x in [(0.0, 0.0, 0.5), (-5.0, -5.0, 0.5), (1.0, -1.0, 1 / (1 + math.exp(-2.0)))]:
+        gradient_x, gradient_y = gradient(jnp.float64(x), jnp.float64(y))
+        assert float(gradient_x) == pytest.approx(expected_x, rel=1e-12)
+        assert float(gradient_y) == pytest.approx(1 - expected_x, rel=1e-12)
 
 
 def test_log_sigmoid_pair_matches_high_precision(x64):

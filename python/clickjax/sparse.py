@@ -3,13 +3,11 @@
 A click model's per-pair tables (`clickjax.parameters.EmbeddingLogits`) have one row per
 query-document pair, millions on a large log, while a batch of 4,096 sessions touches at most
 40,960 of them. A dense optimiser step reads and writes every row and every optimiser slot of the
-table at each step. The sparse step in `clickjax.training` chooses one occurrence of each
-distinct id of a batch (`find_representatives`), gathers the rows of those ids into a small table
-with one entry per result of the batch, and points every occurrence of an id at its
-representative's entry. It differentiates the loss with respect to that small table (the
-gather's transpose sums the gradients of an id that occurs several times in the batch), updates
-the representatives' rows and their optimiser slots with a `TableRule`, and scatters them back
-into the table.
+table at each step. The sparse step in `clickjax.training` gathers the row of every result of a
+batch and differentiates the loss with respect to these per-result values. It chooses one
+occurrence of each distinct id of the batch (`find_representatives`), sums the gradients of an
+id's occurrences into its representative, updates the representatives' rows and their optimiser
+slots with a `TableRule`, and scatters them back into the table, each row once.
 
 Each rule has a dense twin (`TableRule.dense_transformation`), an optax transformation that
 applies the same formula to every row. For `sgd` and `adagrad` a row whose gradient is 0 does not
@@ -158,7 +156,11 @@ def representative_rows(ids: jax.Array, representative: jax.Array, rows: int) ->
 
 
 def gather_rows(table: jax.Array, index: jax.Array) -> jax.Array:
-    """Read `table[index]`, with `nan` for an index outside the table (as `EmbeddingLogits` does)."""
+    """Read `table[index]`, with `nan` for an index outside the table (as `EmbeddingLogits` does).
+
+    A negative index is outside the table too: JAX would count it from the end.
+    """
+    index = jnp.where(index < 0, table.shape[0], index)
     return table.at[index].get(mode="fill", fill_value=jnp.nan)
 
 
