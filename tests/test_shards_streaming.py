@@ -122,6 +122,69 @@ def test_streamed_training_is_deterministic(shards):
         np.testing.assert_array_equal(first[path], second[path], err_msg=path)
 
 
+def test_trainer_streams_only_step_columns(shards):
+    from clickjax.training import Trainer
+
+    requested = []
+
+    class RecordingLog(ShardedLog):
+        def batches(self, batch_size, *, shuffle=False, seed=0, columns=None):
+            if shuffle:
+                requested.append(columns)
+            return super().batches(batch_size, shuffle=shuffle, seed=seed, columns=columns)
+
+    model = DynamicBayesianNetwork(positions=POSITIONS, query_doc_pairs=1000, rngs=nnx.Rngs(0))
+    Trainer(epochs=2, batch_size=BATCH_SIZE).fit(model, RecordingLog([shards], buffer_sessions=64))
+
+    # DBN's step reads the pair ids and clicks; mask and weight are always read. One request per epoch.
+    assert requested == [("query_doc_id", "click", "mask", "weight")] * 2
+
+
+# Reading some columns
+
+
+def test_read_selected_columns_match_full_read(shards):
+    full = ShardReader([shards], batch_size=100)
+    selected = ShardReader([shards], batch_size=100, columns=["click", "query_doc_id"])
+    full_batches, selected_batches = list(full), list(selected)
+
+    assert selected.selected == ["query_doc_id", "click", "mask", "weight"]
+    assert len(selected_batches) == len(full_batches) == 5
+    for whole, part in zip(full_batches, selected_batches):
+        assert part.schema.names == ["query_doc_id", "click", "mask", "weight"]
+        for name in part.schema.names:
+            assert part.column(name).equals(whole.column(name)), name
+    counters = selected.stats
+    assert counters["sessions_read"] == full.stats["sessions_read"] == SESSIONS
+    assert counters["sessions_without_clicks"] == full.stats["sessions_without_clicks"]
+
+
+def test_partial_batch_still_needs_mask():
+    import pyarrow as pa
+
+    from clickjax.data import batch_to_numpy
+
+    batch = pa.RecordBatch.from_pydict({"weight": pa.array([1.0], pa.float32())})
+    with pytest.raises(ValueError, match="no column 'mask'"):
+        batch_to_numpy(batch, partial=True)
+
+
+def test_read_rejects_unknown_column(shards):
+    with pytest.raises(ValueError, match="no column label.*Request only columns that the ingest wrote"):
+        ShardReader([shards], columns=["click", "label"])
+
+
+def test_shuffled_selected_columns_keep_order(shards):
+    whole = list(ShardedLog([shards], buffer_sessions=50).batches(BATCH_SIZE, shuffle=True, seed=4))
+    part = list(ShardedLog([shards], buffer_sessions=50).batches(BATCH_SIZE, shuffle=True, seed=4, columns=["click"]))
+
+    assert len(part) == len(whole)
+    for full_batch, batch in zip(whole, part):
+        assert list(batch) == ["click", "mask", "weight"]
+        for name in batch:
+            np.testing.assert_array_equal(batch[name], full_batch[name], err_msg=name)
+
+
 # What a run needs from the shards without loading them
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import jax
@@ -306,13 +306,19 @@ def read_relevance_labels(
     return table.replace_schema_metadata({LABEL_STATS_KEY: json.dumps(stats)})
 
 
-def batch_to_numpy(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+def batch_to_numpy(batch: pa.RecordBatch, *, partial: bool = False) -> dict[str, np.ndarray]:
     """Return the columns of a RecordBatch as numpy arrays that share memory with it.
 
     Padded columns become `[batch, positions]` arrays, `features` becomes `[batch, positions,
     features]`, and the others `[batch]`. No data is copied for an unsliced batch from the Rust
     readers (its FixedSizeList columns have no validity bitmap). Columns outside the batch contract
     are passed through the same way.
+
+    Args:
+      batch: a RecordBatch of the batch contract.
+      partial: accept a batch with only some contract columns, as `clickjax.shards.read_shards`
+        reads with `columns`. `mask` and `weight` are still required, and each column present is
+        checked.
 
     Raises:
       ValueError: a contract column is missing or has the wrong type.
@@ -327,7 +333,7 @@ def batch_to_numpy(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
             shape.append(column.type.list_size)
             column = column.flatten()
         arrays[name] = column.to_numpy(zero_copy_only=True).reshape(shape)
-    _check_contract(arrays)
+    _check_contract(arrays, required=("mask", "weight") if partial else BATCH_COLUMNS)
     return arrays
 
 
@@ -463,15 +469,17 @@ def _empty_columns(positions: int) -> dict[str, np.ndarray]:
     return columns
 
 
-def _check_contract(arrays: Mapping[str, np.ndarray]) -> None:
+def _check_contract(arrays: Mapping[str, np.ndarray], required: Collection[str] = BATCH_COLUMNS) -> None:
     for name, (dtype, padded) in BATCH_COLUMNS.items():
         if name not in arrays:
-            raise ValueError(f"batch has no column {name!r}; expected the columns {list(BATCH_COLUMNS)}")
+            if name in required:
+                raise ValueError(f"batch has no column {name!r}; expected the columns {list(BATCH_COLUMNS)}")
+            continue
         _check_column(name, arrays[name], dtype, 2 if padded else 1)
     for name, (dtype, ndim) in OPTIONAL_COLUMNS.items():
         if name in arrays:
             _check_column(name, arrays[name], dtype, ndim)
-    rows, positions = arrays["click"].shape
+    rows, positions = arrays["mask"].shape
     for name, array in arrays.items():
         if array.ndim >= 2 and array.shape[:2] != (rows, positions):
             raise ValueError(f"column {name!r} has shape {array.shape}, expected [batch, positions] = [{rows}, {positions}] first")

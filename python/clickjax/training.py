@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import time
@@ -385,6 +386,19 @@ class Trainer:
             return log.batches(self.batch_size, shuffle=shuffle, seed=seed)
         return self.parallel.batches(log, self.batch_size, shuffle=shuffle, seed=seed)
 
+    def _stream(self, run, train, seed: int, count, halted):
+        """Return the shuffled batches of a log streamed from disk, with only the columns the step reads.
+
+        A log whose `batches` takes `columns` (`clickjax.shards.ShardedLog`) then decodes only
+        those. The step's columns are found from the log's first batch, read for this once.
+        """
+        if self.parallel is not None or "columns" not in inspect.signature(train.batches).parameters:
+            return self._batches(train, shuffle=True, seed=seed)
+        if run.step.columns is None:
+            first = next(iter(train.batches(self.batch_size)))
+            run.step.columns = _columns_read(run.step.function, (run.state, run.scratch, first, count, halted))
+        return train.batches(self.batch_size, shuffle=True, seed=seed, columns=run.step.columns)
+
     def _local_batch_size(self) -> int:
         """Rows of a batch that this process contributes: `batch_size` without a mesh."""
         return self.batch_size if self.parallel is None else self.parallel.local_batch_size(self.batch_size)
@@ -461,8 +475,9 @@ class Trainer:
         # A log without columns in memory (`ShardedLog`) streams its shuffled batches instead.
         order, stream = None, None
         shuffle_seed = self.seed * 100_003 + epoch
+        halted = jnp.zeros((), bool)
         if not hasattr(train, "columns"):
-            stream = self._batches(train, shuffle=True, seed=shuffle_seed)
+            stream = self._stream(run, train, shuffle_seed, np.int32(progress.step), halted)
         else:
             order = _epoch_order(train.num_sessions, shuffle_seed)
         first = progress.epoch_step
@@ -474,7 +489,6 @@ class Trainer:
             # The draws depend on the process too, so that processes draw for their own sessions.
             draw_seed = (self.seed, epoch, jax.process_index())
             prepare = functools.partial(_replace_with_oov, rate=self.oov_rate, seed=draw_seed)
-        halted = jnp.zeros((), bool)
         # (epoch step, global step, rows, halted flag) of the steps not yet checked, oldest first.
         pending: deque = deque()
         batch_size = self._local_batch_size()
