@@ -141,6 +141,9 @@ class ShardReader:
       threads: decoding threads, as for `read_shards`.
       selected: the columns that batches contain, as `read_shards(columns=...)` chose them, or
         None for every column.
+
+    A reader made with `count=False` leaves its counters (`stats`) at 0, which saves a pass over
+    every batch for a caller that does not report them.
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class ShardReader:
         batch_size: int = DEFAULT_READ_BATCH_SIZE,
         threads: int | None = None,
         columns: Sequence[str] | None = None,
+        count: bool = True,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -170,6 +174,7 @@ class ShardReader:
         self.batch_size = batch_size
         self.threads = _check_threads(threads)
         self.selected = self._select(columns)
+        self._counting = count
         self._batches = self._iterate()
         self._counts = {
             "sessions_read": 0,
@@ -185,7 +190,8 @@ class ShardReader:
 
     def __next__(self) -> pa.RecordBatch:
         batch = next(self._batches)
-        self._count(batch)
+        if self._counting:
+            self._count(batch)
         return batch
 
     @property
@@ -366,7 +372,12 @@ def shuffled_batches(
     # Read batches of half the buffer, so that refilling it copies each row only a few times.
     read_batch_size = max(batch_size, 1024, buffer_sessions // 2)
     reader = ShardReader(
-        [files[i] for i in order], positions=positions, batch_size=read_batch_size, threads=threads, columns=columns
+        [files[i] for i in order],
+        positions=positions,
+        batch_size=read_batch_size,
+        threads=threads,
+        columns=columns,
+        count=False,
     )
 
     buffer: dict[str, np.ndarray] | None = None
@@ -382,11 +393,14 @@ def shuffled_batches(
             continue
         # Draw the surplus rows uniformly from the whole buffer and keep the rest for later.
         permutation = rng.permutation(rows)
-        drawn, kept = permutation[:surplus], np.sort(permutation[surplus:])
+        drawn = permutation[:surplus]
         for start in range(0, surplus, batch_size):
             rows_out = drawn[start : start + batch_size]
             yield take_rows(buffer, rows_out)
-        buffer = take_rows(buffer, kept)
+        # The rows not drawn stay in their order, found in one pass rather than by sorting.
+        kept = np.ones(rows, bool)
+        kept[drawn] = False
+        buffer = take_rows(buffer, np.flatnonzero(kept))
 
     if buffer is None:
         return
@@ -516,7 +530,12 @@ class ShardedLog:
             )
         else:
             reader = ShardReader(
-                self.paths, positions=self.positions, batch_size=batch_size, threads=self.threads, columns=columns
+                self.paths,
+                positions=self.positions,
+                batch_size=batch_size,
+                threads=self.threads,
+                columns=columns,
+                count=False,
             )
             partial = reader.selected is not None
             stream = (pad_batch(batch_to_numpy(batch, partial=partial), batch_size) for batch in reader)

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import math
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -386,6 +388,11 @@ class Trainer:
             return log.batches(self.batch_size, shuffle=shuffle, seed=seed)
         return self.parallel.batches(log, self.batch_size, shuffle=shuffle, seed=seed)
 
+    def _start_next_stream(self, run, train, epoch: int) -> None:
+        """Start reading the stream of `epoch` on a thread of its own (see `_StreamAhead`)."""
+        stream = self._stream(run, train, _shuffle_seed(self.seed, epoch), None, None)
+        run.next_stream = _StreamAhead(epoch, stream)
+
     def _stream(self, run, train, seed: int, count, halted):
         """Return the shuffled batches of a log streamed from disk, with only the columns the step reads.
 
@@ -474,10 +481,16 @@ class Trainer:
         # last step of the epoch gets batches of empty sessions, as `DataParallel.batches` does.
         # A log without columns in memory (`ShardedLog`) streams its shuffled batches instead.
         order, stream = None, None
-        shuffle_seed = self.seed * 100_003 + epoch
+        shuffle_seed = _shuffle_seed(self.seed, epoch)
         halted = jnp.zeros((), bool)
         if not hasattr(train, "columns"):
-            stream = self._stream(run, train, shuffle_seed, np.int32(progress.step), halted)
+            if run.next_stream is not None and run.next_stream.epoch == epoch:
+                stream = run.next_stream
+            else:
+                stream = self._stream(run, train, shuffle_seed, np.int32(progress.step), halted)
+            run.next_stream = None
+            if epoch < self.epochs:
+                stream = _then(stream, functools.partial(self._start_next_stream, run, train, epoch + 1))
         else:
             order = _epoch_order(train.num_sessions, shuffle_seed)
         first = progress.epoch_step
@@ -618,6 +631,11 @@ def _result_weight(log: ClickLog, batch_size: int) -> float:
     else:
         batches = log.batches(batch_size)
     return float(sum((batch["weight"][:, None] * batch["mask"]).sum() for batch in batches))
+
+
+def _shuffle_seed(seed: int, epoch: int) -> int:
+    """Return the seed of the order in which `epoch` visits the sessions."""
+    return seed * 100_003 + epoch
 
 
 def _epoch_order(sessions: int, seed: int) -> np.ndarray:
@@ -841,6 +859,44 @@ class _Run:
     step: _Step
     state: _State
     scratch: tuple
+    # The stream of the next epoch of a log streamed from disk, started when this epoch's ran out.
+    next_stream: _StreamAhead | None = None
+
+
+class _StreamAhead:
+    """A stream of batches whose first batch is read on a thread of its own, started at once.
+
+    A shuffled stream of shards yields its first batch only once its shuffle buffer is full, so
+    the trainer starts the next epoch's stream while the device still trains on the last batches
+    of this one.
+    """
+
+    def __init__(self, epoch: int, stream: Iterable[dict[str, np.ndarray]]):
+        self.epoch = epoch
+        self._stream = iter(stream)
+        self._first: list = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read_first, name="clickjax-next-epoch", daemon=True)
+        self._thread.start()
+
+    def _read_first(self) -> None:
+        try:
+            self._first.extend(itertools.islice(self._stream, 1))
+        except BaseException as error:  # raised again by the epoch that reads the stream
+            self._error = error
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        yield from self._first
+        yield from self._stream
+
+
+def _then(stream: Iterable, callback: Callable[[], None]) -> Iterator:
+    """Yield the items of `stream`, and call `callback` once it has run out."""
+    yield from stream
+    callback()
 
 
 def _names(key_path) -> tuple:
