@@ -10,7 +10,7 @@
   epochs. Reading them alone (the shuffled batches of each epoch, shard-order shuffle and shuffle
   buffer included, only the columns DBN's step reads), DBN training on those same batches read
   beforehand, and training while streaming the shards (`ShardedLog`, read on the trainer's worker
-  thread). Each epoch's shuffle buffer fills before its first batch; the trainer starts filling
+  thread). Each epoch's shuffle buffer fills before its first batch. The trainer starts filling
   the next epoch's while the last batches train, so over 3 epochs only the first fill is a wait.
 
 The pipeline ratios, the slower of reading and training alone divided by the time of both, from
@@ -141,7 +141,7 @@ def pipeline_ratios(request):
 
 
 # Each pipeline round takes a fraction of a second, so many rounds steady the medians.
-PIPELINE_ROUNDS = 15
+PIPELINE_ROUNDS = 25
 
 
 def measure(benchmark, request, function, *args):

@@ -391,7 +391,7 @@ class Trainer:
     def _start_next_stream(self, run, train, epoch: int) -> None:
         """Start reading the stream of `epoch` on a thread of its own (see `_StreamAhead`)."""
         stream = self._stream(run, train, _shuffle_seed(self.seed, epoch), None, None)
-        run.next_stream = _StreamAhead(epoch, stream)
+        run.next_stream = _StreamAhead(epoch, stream, batches=self.prefetch + 1)
 
     def _stream(self, run, train, seed: int, count, halted):
         """Return the shuffled batches of a log streamed from disk, with only the columns the step reads.
@@ -864,16 +864,17 @@ class _Run:
 
 
 class _StreamAhead:
-    """A stream of batches whose first batch is read on a thread of its own, started at once.
+    """A stream of batches whose first `batches` batches are read on a thread of its own, started at once.
 
     A shuffled stream of shards yields its first batch only once its shuffle buffer is full, so
     the trainer starts the next epoch's stream while the device still trains on the last batches
-    of this one.
+    of this one, and reads as many batches as its pipeline keeps ahead of the step, plus one.
     """
 
-    def __init__(self, epoch: int, stream: Iterable[dict[str, np.ndarray]]):
+    def __init__(self, epoch: int, stream: Iterable[dict[str, np.ndarray]], batches: int):
         self.epoch = epoch
         self._stream = iter(stream)
+        self._batches = batches
         self._first: list = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._read_first, name="clickjax-next-epoch", daemon=True)
@@ -881,7 +882,7 @@ class _StreamAhead:
 
     def _read_first(self) -> None:
         try:
-            self._first.extend(itertools.islice(self._stream, 1))
+            self._first.extend(itertools.islice(self._stream, self._batches))
         except BaseException as error:  # raised again by the epoch that reads the stream
             self._error = error
 
