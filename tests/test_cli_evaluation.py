@@ -104,6 +104,29 @@ def test_evaluate_skip_and_compare(wscd_runs, tmp_path, capsys):
     assert "paired bootstrap over queries" in capsys.readouterr().out
 
 
+def test_evaluate_compare_without_bootstrap(wscd_runs, tmp_path, capsys):
+    runs, test = wscd_runs
+    output = tmp_path / "comparison.json"
+
+    code = main([
+        "evaluate", "--model-dir", str(runs["pbm"]), "--format", "wscd", "--test", str(test),
+        "--compare", str(runs["dbn"]), "--output", str(output),
+    ])
+
+    assert code == 0
+    result = json.loads(output.read_text())
+    models = result["models"]
+    differences = {entry["metric"]: entry for entry in result["differences"]}
+    assert set(differences) == {"log_likelihood", "perplexity", "conditional_perplexity", "expected_calibration_error"}
+    for name, entry in differences.items():
+        # Each model's own figure, and the second minus the first.
+        assert entry["first"] == models[str(runs["pbm"])][name]
+        assert entry["second"] == models[str(runs["dbn"])][name]
+        assert entry["difference"] == pytest.approx(entry["second"] - entry["first"])
+    printed = capsys.readouterr().out
+    assert f"{runs['dbn']} minus {runs['pbm']} (add --bootstrap N for confidence intervals)" in printed
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -24,6 +24,7 @@ from clickjax.predict import predict_clicks
 from clickjax.predict import relevance
 from clickjax.serialization import load_model
 from clickjax.serialization import save_model
+from clickjax.shards import ShardedLog
 from clickjax.training import Trainer
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DynamicBayesianNetwork",
     "Metrics",
     "PositionBasedModel",
+    "ShardedLog",
     "Trainer",
     "UserBrowsingModel",
     "Vocabulary",

@@ -226,6 +226,13 @@ def _evaluate_command(args: argparse.Namespace) -> int:
             )
         print(_format_differences(folders, differences))
         output["differences"] = [vars(difference) for difference in differences]
+    elif len(results) == 2:
+        differences = _point_differences(results[0], results[1])
+        print(_format_point_differences(folders, differences))
+        output["differences"] = [
+            {"metric": name, "first": first, "second": second, "difference": second - first}
+            for name, first, second in differences
+        ]
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(_without_nan(output), indent=2, allow_nan=False) + "\n")
@@ -279,6 +286,28 @@ def _unseen_line(policy: str, results: float, pairs: int | None = None) -> str:
         "none": "scored as any other result, since the model reads no vocabulary ids",
     }[policy]
     return f"unseen test results{distinct}: {results:g}, {action}"
+
+
+def _point_differences(first: Metrics | RankingMetrics, second: Metrics | RankingMetrics) -> list[tuple[str, float, float]]:
+    """Return `(metric, first, second)` for the main metrics of two results of the same kind."""
+    if isinstance(first, RankingMetrics):
+        return [
+            (f"{name}@{k}", getattr(first, name)[k], getattr(second, name)[k])
+            for name in ("dcg", "ndcg", "mrr")
+            for k in DEFAULT_CUTOFFS
+        ]
+    names = ("log_likelihood", "perplexity", "conditional_perplexity", "expected_calibration_error")
+    return [(name, getattr(first, name), getattr(second, name)) for name in names]
+
+
+def _format_point_differences(folders: list[Path], differences: list[tuple[str, float, float]]) -> str:
+    lines = [
+        f"\n{folders[1]} minus {folders[0]} (add --bootstrap N for confidence intervals):",
+        f"{'metric':<28}{'first':>11}{'second':>11}{'difference':>12}",
+    ]
+    for name, first, second in differences:
+        lines.append(f"{name:<28}{first:>11.5f}{second:>11.5f}{second - first:>12.5f}")
+    return "\n".join(lines)
 
 
 def _format_differences(folders: list[Path], differences: list[Difference]) -> str:
