@@ -5,7 +5,8 @@ matplotlib (the `plot` extra: `pip install "clickjax[plot]"`):
 
 - `examination.png`: the examination probability by rank, with error bars of 1.96 standard
   errors from the observed Fisher information (`clickjax.uncertainty`), for models that have
-  examination by rank;
+  examination by rank. For UBM that is the examination when nothing above was clicked, and a
+  second line shows it right after a click at the rank above;
 - `ctr.png`: the observed click-through rate of the test log by rank beside the model's mean
   predicted click probability;
 - `learning-curves.png`: the training loss and the validation log-likelihood by epoch, from
@@ -86,14 +87,18 @@ def plot_run(model_dir: Path, output: Path) -> list[Path]:
         figure, axes = pyplot.subplots(figsize=(6, 4), dpi=100)
         ranks = list(range(1, len(examination) + 1))
         standard_error = parameters.get("examination_by_rank_standard_error")
+        after_click = examination_after_click(parameters)
+        label = "estimate" if after_click is None else "no click above"
         if standard_error is not None:
             # 1.96 standard errors either side, cut at 0 and 1.
             errors = [1.96 * value if value is not None else 0.0 for value in standard_error]
             below = [min(error, theta) for error, theta in zip(errors, examination)]
             above = [min(error, 1.0 - theta) for error, theta in zip(errors, examination)]
-            axes.errorbar(ranks, examination, yerr=[below, above], marker="o", capsize=3, label="estimate, 95% interval")
+            axes.errorbar(ranks, examination, yerr=[below, above], marker="o", capsize=3, label=f"{label}, 95% interval")
         else:
-            axes.plot(ranks, examination, marker="o", label="estimate (no standard errors recorded)")
+            axes.plot(ranks, examination, marker="o", label=f"{label} (no standard errors recorded)")
+        if after_click is not None:
+            axes.plot(ranks[1:], after_click, marker="s", linestyle="--", label="after a click at the rank above")
         axes.set(xlabel="rank", ylabel="examination probability", title=f"Examination by rank ({metrics.get('model')})")
         axes.set_ylim(0, 1.05)
         axes.set_xticks(ranks)
@@ -131,6 +136,19 @@ def plot_run(model_dir: Path, output: Path) -> list[Path]:
         loss_axes.legend(loc="upper right")
         written.append(_save(pyplot, figure, output / "learning-curves.png"))
     return written
+
+
+def examination_after_click(parameters: dict) -> list[float] | None:
+    """Return theta(r, r - 1) for r = 2..P, from a UBM's `examination_by_rank_and_previous_click`.
+
+    UBM's `examination_by_rank` is theta(r, 0), the examination of rank r when nothing above was
+    clicked. Its figure also draws the examination right after a click at the rank above, so
+    that it does not read as the examination of every session. Returns None for other models.
+    """
+    matrix = parameters.get("examination_by_rank_and_previous_click")
+    if not matrix:
+        return None
+    return [row[rank - 1] for rank, row in enumerate(matrix, start=1) if rank >= 2]
 
 
 def _save(pyplot, figure, path: Path) -> Path:
