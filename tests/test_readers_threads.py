@@ -42,8 +42,18 @@ def assert_same_batches(left, right):
             np.testing.assert_array_equal(right_arrays[name], array, err_msg=name)
 
 
-def thread_count():
-    return len(os.listdir("/proc/self/task"))
+def thread_ids() -> set[str]:
+    """Return the ids of this process's threads."""
+    return set(os.listdir("/proc/self/task"))
+
+
+def started_since(before: set[str]) -> set[str]:
+    """Return the threads alive now that were not in `before`.
+
+    Comparing sets rather than counts keeps a thread of an earlier test that ends meanwhile
+    (a worker of another test file, for example) from changing the result.
+    """
+    return thread_ids() - before
 
 
 def test_many_small_files_same_batches(tmp_path):
@@ -74,14 +84,14 @@ def test_one_large_file_same_batches(tmp_path):
 def test_dropped_iterator_joins_workers(tmp_path):
     paths = [write_gzip(tmp_path / f"part-{file}.gz", wscd_text(file, 20_000)) for file in range(4)]
     gc.collect()
-    before = thread_count()
+    before = thread_ids()
     reader = read_batches("wscd", paths, Vocabulary(), batch_size=10, threads=4)
     next(reader)
     # Four workers, each decompressing its file inline, blocked on full channels.
-    assert thread_count() == before + 4
+    assert len(started_since(before)) == 4
     del reader
     gc.collect()
-    assert thread_count() == before
+    assert started_since(before) == set()
 
 
 @pytest.mark.parametrize(
@@ -99,26 +109,26 @@ def test_threads_is_the_thread_budget(tmp_path, files, threads, started):
     # file finishes while the caller is still on its first small batch.
     paths = [write_gzip(tmp_path / f"part-{file}.gz", wscd_text(file, 200_000)) for file in range(files)]
     gc.collect()
-    before = thread_count()
+    before = thread_ids()
     reader = read_batches("wscd", paths, Vocabulary(), batch_size=10, threads=threads)
     first = next(reader)
     assert first.num_rows == 10
-    assert thread_count() == before + started
+    assert len(started_since(before)) == started
     del reader
     gc.collect()
-    assert thread_count() == before
+    assert started_since(before) == set()
 
 
 def test_exhausted_iterator_joins_workers(tmp_path):
     paths = [write_gzip(tmp_path / f"part-{file}.gz", wscd_text(file, 300)) for file in range(3)]
     gc.collect()
-    before = thread_count()
+    before = thread_ids()
     reader = read_batches("wscd", paths, Vocabulary(), threads=3)
     rows = sum(batch.num_rows for batch in reader)
     assert rows == 900
     del reader
     gc.collect()
-    assert thread_count() == before
+    assert started_since(before) == set()
 
 
 def test_strict_error_in_third_file_after_earlier_sessions(tmp_path):
