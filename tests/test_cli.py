@@ -189,6 +189,34 @@ def test_train_output_file_fails_before_training(tiny_logs, tmp_path, capsys):
     assert "train loss" not in captured.out
 
 
+def test_train_rejects_folder_of_other_files(tiny_logs, tmp_path, capsys):
+    train, test = tiny_logs
+    output = tmp_path / "notes"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+
+    code = main(["train", "--model", "pbm", "--format", "wscd", "--train", str(train), "--test", str(test), "--output", str(output)])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"--output {output} is not empty and was not written by clickjax train (it has no run.json)" in captured.err
+    assert sorted(path.name for path in output.iterdir()) == ["notes.txt"]
+
+
+def test_train_warns_before_replacing_run(tiny_logs, tmp_path, capsys):
+    train, test = tiny_logs
+    output = tmp_path / "run"
+    arguments = ["train", "--format", "wscd", "--train", str(train), "--test", str(test), "--positions", "3",
+                 "--epochs", "1", "--batch-size", "4", "--output", str(output)]
+    assert main([*arguments, "--model", "pbm"]) == 0
+    assert "contains an earlier run" not in capsys.readouterr().err
+
+    assert main([*arguments, "--model", "dbn"]) == 0
+
+    assert f"warning: --output {output} contains an earlier run, whose results this run replaces" in capsys.readouterr().err
+    assert json.loads((output / "metrics.json").read_text())["model"] == "dbn"
+
+
 @pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--patience"])
 def test_train_rejects_zero_before_reading(tiny_logs, tmp_path, option, capsys):
     train, test = tiny_logs

@@ -120,3 +120,15 @@ def test_click_log_read_empty_file(tmp_path):
 
     assert log.num_sessions == 0
     assert log.columns["click"].shape == (0, 5)
+
+
+def test_read_accepts_one_path(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text("7_1\t11,12,13 : 12\n8_2\t21,22 : 21\n")
+
+    alone = ClickLog.read("wscd", str(log), Vocabulary(), positions=3)
+    listed = ClickLog.read("wscd", [log], Vocabulary(), positions=3)
+
+    assert alone.num_sessions == listed.num_sessions == 2
+    for name, column in listed.columns.items():
+        np.testing.assert_array_equal(alone.columns[name], column, err_msg=name)

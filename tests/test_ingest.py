@@ -652,6 +652,21 @@ def test_cli_ingest_overwrite_replaces_ingest(many_query_log, tmp_path):
     assert read_manifest(tmp_path / "out")["sessions"] == 2000
 
 
+def test_cli_ingest_overwrite_replaces_unfinished_ingest(many_query_log, tmp_path, capsys):
+    # An ingest killed before its last step leaves only its staging folder: no manifest.
+    staging = tmp_path / "out" / ".staging"
+    staging.mkdir(parents=True)
+    (staging / "part-00000.parquet").write_bytes(b"PAR1")
+    arguments = ["ingest", "--format", "wscd", "--positions", str(POSITIONS), "--output", str(tmp_path / "out"), str(many_query_log)]
+
+    assert main(arguments) == 1
+    assert "(it contains an ingest that did not finish)" in capsys.readouterr().err
+    assert main([*arguments, "--overwrite"]) == 0
+
+    assert not staging.exists()
+    assert read_manifest(tmp_path / "out")["sessions"] == 2000
+
+
 def test_cli_ingest_malformed_line(tmp_path, capsys):
     log = tmp_path / "log.txt"
     log.write_text("7_1\t11,12,13 : 12\n8_2\t21,,23 : 21\n9_1\t31,32 : 31\n")

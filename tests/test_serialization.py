@@ -90,3 +90,14 @@ def test_load_rejects_unreadable_version(tmp_path):
 
     with pytest.raises(ValueError, match="model format version 'two'"):
         load_model(tmp_path)
+
+
+def test_predict_names_missing_column():
+    from clickjax import predict_clicks
+    from clickjax.models import PositionBasedModel
+
+    model = PositionBasedModel(positions=3, query_doc_pairs=6, rngs=nnx.Rngs(0))
+    batch = {"query_doc_id": np.array([[2, 3, 4]], np.int32), "mask": np.ones((1, 3), np.uint8)}
+
+    with pytest.raises(ValueError, match="batch is missing the column position .* it has mask, query_doc_id"):
+        predict_clicks(model, batch)

@@ -41,7 +41,7 @@ from clickjax.memory import format_bytes, parse_bytes
 from clickjax.models import MODELS
 from clickjax.pair_tables import TABLE_KINDS
 from clickjax.progress import Progress
-from clickjax.run import TrainingConfig, train_and_evaluate
+from clickjax.run import RUN_FILE, TrainingConfig, train_and_evaluate
 from clickjax.shards import DEFAULT_BUFFER_SESSIONS
 from clickjax.simulation import SimulationConfig, run_simulation, truth_path
 from clickjax.training import (
@@ -535,8 +535,7 @@ def _config_from_args(args: argparse.Namespace, **paths) -> TrainingConfig:
 
 
 def _train_command(args: argparse.Namespace) -> int:
-    if args.output.exists() and not args.output.is_dir():
-        raise ValueError(f"--output {args.output} exists and is not a folder; name a new or existing folder")
+    _check_train_output(args.output, resume=args.resume)
     _start_processes(args)
     config = _config_from_args(
         args,
@@ -686,6 +685,26 @@ def _print_training_plan(config: TrainingConfig) -> None:
     else:
         epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
         print(f"no validation data: training for {epochs} (pass --validation for early stopping)")
+
+
+def _check_train_output(output: Path, *, resume: bool) -> None:
+    """Reject an output folder that contains files other than a run's, and warn before replacing a run."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} exists and is not a folder; name a new or existing folder")
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if not (output / RUN_FILE).is_file():
+        raise ValueError(
+            f"--output {output} is not empty and was not written by clickjax train (it has no {RUN_FILE}); "
+            "name a new or empty folder, so that the run's files are not mixed with others"
+        )
+    if not resume:
+        print(
+            f"warning: --output {output} contains an earlier run, whose results this run replaces; files that "
+            "other commands wrote there (figures of clickjax plot, exports) still describe the earlier run. "
+            "Pass --resume to continue that run instead",
+            file=sys.stderr,
+        )
 
 
 def _print_resume(step: int | None, output: Path) -> None:

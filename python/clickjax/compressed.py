@@ -141,7 +141,9 @@ class _CompressedLogits(nnx.Module):
         Raises:
           ValueError: if the id column is a numpy array with a negative id.
         """
-        ids = batch[self.column]
+        from clickjax.parameters import batch_column  # clickjax.parameters imports this module
+
+        ids = batch_column(batch, self.column)
         _check_ids(ids, self.column)
         return self._logits(ids)
 

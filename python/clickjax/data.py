@@ -119,7 +119,7 @@ PathLike = str | os.PathLike
 
 def read_batches(
     format: str,
-    paths: Sequence[PathLike],
+    paths: Sequence[PathLike] | PathLike,
     vocabulary: Vocabulary,
     *,
     positions: int | None = 10,
@@ -139,8 +139,8 @@ def read_batches(
 
     Args:
       format: the log format, one of `FORMATS`.
-      paths: files read in order; gzip is detected by its magic bytes, plain text works too. For
-        `parquet`, ingest folders or shard files.
+      paths: files read in order, or one path; gzip is detected by its magic bytes, plain text
+        works too. For `parquet`, ingest folders or shard files.
       vocabulary: maps queries, documents and pairs to dense ids. While it is not frozen, new keys
         get new ids; once frozen, unknown keys get the out-of-vocabulary id 1 and are counted.
       positions: page length P; results ranked below P are dropped and counted. None pads every
@@ -185,6 +185,9 @@ def read_batches(
     """
     if format not in FORMATS:
         raise ValueError(f"unknown log format {format!r}; expected one of {', '.join(FORMATS)}")
+    if isinstance(paths, str | os.PathLike):
+        # One path on its own: a string would otherwise be read one character at a time.
+        paths = [paths]
     if format == "parquet":
         return _read_parquet(
             paths,
@@ -393,7 +396,7 @@ class ClickLog:
     def read(
         cls,
         format: str,
-        paths: Sequence[PathLike],
+        paths: Sequence[PathLike] | PathLike,
         vocabulary: Vocabulary,
         *,
         positions: int | None = 10,

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from clickjax import __version__
 from clickjax.data import Vocabulary, read_batches
 from clickjax.report import LoadReport
-from clickjax.shards import FORMAT_VERSION, MANIFEST_NAME, SCHEMA_METADATA_KEY
+from clickjax.shards import FORMAT_VERSION, MANIFEST_NAME, SCHEMA_METADATA_KEY, STAGING_FOLDER
 from clickjax.vocabulary import save_vocabulary
 
 __all__ = [
@@ -58,8 +58,8 @@ VOCABULARY_NAME = "vocabulary.parquet"
 DEFAULT_SHARD_SESSIONS = 1_000_000
 # Ways to assign sessions to splits: contiguous session ranges in input order, or whole queries.
 SPLIT_BY = ("session", "query", "random")
-# Staging files between the two passes of a session-range split or an aggregation.
-_STAGING_FOLDER = ".staging"
+# Compression of the staging files (in `STAGING_FOLDER`) between the two passes of a
+# session-range split or an aggregation.
 _STAGING_COMPRESSION = "lz4"
 # Fractions must add up to 1 within this tolerance.
 _FRACTION_TOLERANCE = 1e-6
@@ -255,7 +255,7 @@ def ingest(
             output.mkdir(parents=True, exist_ok=True)
         raise
     finally:
-        shutil.rmtree(output / _STAGING_FOLDER, ignore_errors=True)
+        shutil.rmtree(output / STAGING_FOLDER, ignore_errors=True)
 
 
 def _write_shards(
@@ -275,7 +275,7 @@ def _write_shards(
         return {name: sink.close() for name, sink in zip(names, sinks)}, batches.schema
 
     # Two passes: stage the rows in input order and count them, then route them.
-    staging = _ShardWriter(output / _STAGING_FOLDER, shard_sessions, _STAGING_COMPRESSION)
+    staging = _ShardWriter(output / STAGING_FOLDER, shard_sessions, _STAGING_COMPRESSION)
     hashed_counts = np.zeros(len(names), np.int64)
     start = 0
     for batch in batches:
@@ -292,7 +292,7 @@ def _write_shards(
     staged = (
         batch
         for shard in staged_shards
-        for batch in pq.ParquetFile(output / _STAGING_FOLDER / shard["path"]).iter_batches(batch_size=read_batch_size)
+        for batch in pq.ParquetFile(output / STAGING_FOLDER / shard["path"]).iter_batches(batch_size=read_batch_size)
     )
     _route(staged, sinks, cumulative, split_by, seed, counts)
     return {name: sink.close() for name, sink in zip(names, sinks)}, batches.schema
@@ -446,7 +446,7 @@ class _ShardWriterSet:
 def _make_sink(output: Path, name: str | None, rows: int, shard_sessions: int, compression: str, aggregate: bool):
     folder = output if name is None else output / name
     if aggregate:
-        staging = output / _STAGING_FOLDER / f"buckets-{name or 'all'}"
+        staging = output / STAGING_FOLDER / f"buckets-{name or 'all'}"
         return _AggregatingWriter(folder, staging, max(1, math.ceil(rows / shard_sessions)), compression, shard_sessions)
     return _ShardWriter(folder, shard_sessions, compression)
 
@@ -554,9 +554,15 @@ def _prepare_output(output: Path, overwrite: bool) -> None:
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} exists and is not a folder; name a new or empty folder")
     if output.is_dir() and any(output.iterdir()):
+        # The top manifest is written last, so a staging folder without it is an ingest that stopped.
+        unfinished = (output / STAGING_FOLDER).is_dir() and not (output / MANIFEST_NAME).is_file()
         if not overwrite:
-            raise ValueError(f"--output {output} is not empty; name a new or empty folder, or pass --overwrite to replace an earlier ingest")
-        if not (output / MANIFEST_NAME).is_file():
+            contents = "an ingest that did not finish" if unfinished else "files"
+            raise ValueError(
+                f"--output {output} is not empty (it contains {contents}); name a new or empty folder, or pass "
+                "--overwrite to replace an earlier ingest"
+            )
+        if not unfinished and not (output / MANIFEST_NAME).is_file():
             raise ValueError(
                 f"--output {output} is not empty and has no {MANIFEST_NAME}, so it is not an earlier ingest; "
                 "--overwrite only replaces ingest folders, so name a new or empty folder"

@@ -50,6 +50,16 @@ __all__ = [
 ]
 
 
+def batch_column(batch: dict, name: str):
+    """Return `batch[name]`, or raise ValueError naming the missing column and the columns there are."""
+    if name not in batch:
+        raise ValueError(
+            f"batch is missing the column {name} ([batch, positions] int32), which the model reads; "
+            f"it has {', '.join(sorted(batch))}"
+        )
+    return batch[name]
+
+
 def _lookup(table: jax.Array, index, column: str) -> jax.Array:
     """Look up `table[index]` for an integer id column, rejecting or flagging ids outside the table.
 
@@ -131,7 +141,7 @@ class RankLogits(nnx.Module):
         Raises:
           ValueError: if `position` is a numpy array with a value outside `0..positions`.
         """
-        return _lookup(self.logits[...], batch["position"], "position")
+        return _lookup(self.logits[...], batch_column(batch, "position"), "position")
 
     def log_sigmoid_pair(self, batch: dict) -> tuple[jax.Array, jax.Array]:
         """Look up `log(p)` and `log(1 - p)` of each slot's rank, where `p = sigmoid(logit)`.
@@ -151,7 +161,8 @@ class RankLogits(nnx.Module):
           ValueError: if `position` is a numpy array with a value outside `0..positions`.
         """
         log_p, log_not_p = log_sigmoid_pair(self.logits[...])
-        return _lookup(log_p, batch["position"], "position"), _lookup(log_not_p, batch["position"], "position")
+        position = batch_column(batch, "position")
+        return _lookup(log_p, position, "position"), _lookup(log_not_p, position, "position")
 
     def config(self) -> dict:
         """Return the constructor arguments as a JSON-ready dict, for `save_model`."""
@@ -223,7 +234,7 @@ class EmbeddingLogits(nnx.Module):
         Raises:
           ValueError: if the id column is a numpy array with an id outside `0..rows - 1`.
         """
-        return _lookup(self.logits[...], batch[self.column], self.column)
+        return _lookup(self.logits[...], batch_column(batch, self.column), self.column)
 
     def penalty(self) -> jax.Array:
         """Compute the prior's negative log density of rows 1.., summed, or 0 without a prior."""

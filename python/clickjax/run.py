@@ -73,6 +73,9 @@ from clickjax.training import (
 from clickjax.uncertainty import examination_standard_errors, pair_table_roles, write_pair_statistics
 from clickjax.vocabulary import save_vocabulary
 
+# The file a run writes first, with its configuration and package versions.
+RUN_FILE = "run.json"
+
 __all__ = ["EPOCH_LOG", "MemoryLimitError", "TrainingConfig", "train_and_evaluate"]
 
 # File of the epoch records, one JSON object per line.
@@ -316,7 +319,7 @@ def train_and_evaluate(
         # The configuration goes to the output folder once every input is known to be usable.
         output.mkdir(parents=True, exist_ok=True)
         run_info = {"config": asdict(config), "versions": _versions(), "processes": jax.process_count()}
-        (output / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+        (output / RUN_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
     checkpoint_dir = output / "checkpoints"
     if jax.process_count() > 1:
         logger.warning("a run of several processes writes no checkpoints")

@@ -33,6 +33,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "SCHEMA_METADATA_KEY",
+    "STAGING_FOLDER",
     "ShardError",
     "ShardReader",
     "ShardedLog",
@@ -47,6 +48,8 @@ PathLike = str | os.PathLike
 # Version of the shard layout and manifest; readers reject other versions.
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# Folder of an ingest's staging files while it runs; an ingest that stopped leaves it behind.
+STAGING_FOLDER = ".staging"
 # Parquet schema metadata key of each shard: JSON with `format_version` and `positions`, so that a
 # shard file read without its manifest still states how it was padded.
 SCHEMA_METADATA_KEY = b"clickjax"
@@ -98,6 +101,12 @@ def read_manifest(folder: PathLike) -> dict:
       ShardError: the folder has no manifest, or it is not valid JSON of a known format version.
     """
     path = Path(folder) / MANIFEST_NAME
+    if not path.is_file() and (Path(folder) / STAGING_FOLDER).is_dir():
+        raise ShardError(
+            f"{folder} has no {MANIFEST_NAME} but a {STAGING_FOLDER} folder: an ingest into it did not finish. "
+            "Run clickjax ingest again with --overwrite",
+            folder,
+        )
     if not path.is_file():
         raise ShardError(
             f"{folder} has no {MANIFEST_NAME}; name a folder that clickjax ingest wrote (its --output "
@@ -220,7 +229,11 @@ class ShardReader:
         except FileNotFoundError:
             raise
         except (pa.ArrowInvalid, OSError) as error:
-            raise ShardError(f"{shard.path} is not a readable Parquet file ({error}); run clickjax ingest again", shard.path) from error
+            raise ShardError(
+                f"{shard.path} is not a readable Parquet file ({error}). For a raw log, pass its own --format "
+                "(baidu, yandex, wscd, clickmodels, ...); Parquet shards are what clickjax ingest writes",
+                shard.path,
+            ) from error
         positions = _check_schema(shard, file.schema_arrow)
         if self.positions is None:
             self.positions = positions
