@@ -184,6 +184,7 @@ def test_train_on_shards_reports_shard_counters(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "train: 3 sessions read from Parquet shards, 3 kept (100.0%)" in out
-    assert "sessions without any logged click: 2" in out
+    # The shards keep only shown results, so the third session counts as one without a click here.
+    assert "sessions without a click on a shown result: 2" in out
     assert "the counters of parsing the raw log are in the ingest folder's load_report.json" in out
     assert "lines" not in out.split("train:")[1].split("\n")[0]

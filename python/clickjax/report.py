@@ -94,7 +94,8 @@ class LoadReport:
       sessions_read: sessions found, well-formed or not.
       sessions_kept: sessions written as rows.
       sessions_without_clicks: sessions whose log records no click at all (kept unless
-        `drop_sessions_without_clicks` is set).
+        `drop_sessions_without_clicks` is set). Read from Parquet shards, which keep only the
+        shown results: rows without a click on a shown result.
       corrupt_inputs: gzip files that ended early or failed their checks, skipped under
         `on_error="skip"`.
       skipped_by_field: malformed sessions per field that failed (`"click"`, `"urls"`, ...),
@@ -180,7 +181,11 @@ class LoadReport:
                     lines.append(f"    {'':>{width}}  by invalid field: {fields}")
 
         rows(f"sessions dropped ({self.sessions_dropped:,})", SESSION_DROPS)
-        lines.append(f"  sessions without any logged click: {self.sessions_without_clicks:,}")
+        if self.log_format == "parquet":
+            # Shards keep only the shown results, so a click on a result outside the list is gone.
+            lines.append(f"  sessions without a click on a shown result: {self.sessions_without_clicks:,}")
+        else:
+            lines.append(f"  sessions without any logged click: {self.sessions_without_clicks:,}")
         rows("results and clicks changed", CHANGES)
         rows("out of vocabulary", OUT_OF_VOCABULARY)
         if self._applies("corrupt_inputs"):
