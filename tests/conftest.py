@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-REAL_DATA_HINT = "set CLICKJAX_DATA_DIR to the folder holding yandex-wscd-pyclick/ to run the real-log tests"
+REAL_DATA_HINT = "set CLICKJAX_DATA_DIR to the folder that contains yandex-wscd-pyclick/ and clickmodels/ to run the real-log tests"
 
 
 @pytest.fixture(scope="session")

@@ -370,7 +370,9 @@ def _add_shuffle_buffer_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shuffle-buffer", type=int, default=DEFAULT_BUFFER_SESSIONS, metavar="SESSIONS",
         help="sessions in the shuffle buffer of streamed shards, which draws each batch from the buffer "
-        f"after a seeded shuffle of the shard order (default: {DEFAULT_BUFFER_SESSIONS:,})",
+        "after a seeded shuffle of the shard order; with 0 only the shard order and the rows within each read "
+        "of max(batch size, 1,024) sessions are shuffled "
+        f"(default: {DEFAULT_BUFFER_SESSIONS:,})",
     )
 
 

@@ -282,7 +282,7 @@ impl ReaderOptions {
                 name: "behaviour",
                 value: format!("{:?}", self.behaviour_names()),
                 allowed: format!(
-                    "no behaviour columns for format {:?}; only \"baidu\" logs have them",
+                    "no behaviour columns for format {:?}; only \"baidu\" and \"hf-baidu\" logs have them",
                     format.name()
                 ),
             });
