@@ -253,7 +253,7 @@ def test_plot_writes_figures(wscd_runs, tmp_path, capsys):
 def test_examination_after_click_from_ubm_matrix():
     from clickjax.plots import examination_after_click
 
-    # Row r - 1 holds theta(r, r') for r' = 0..r - 1: the diagonal below r' = 0 is theta(r, r - 1).
+    # Row r - 1 contains theta(r, r') for r' = 0..r - 1, and its last entry is theta(r, r - 1).
     matrix = [[0.9, None, None], [0.6, 0.8, None], [0.3, 0.5, 0.7]]
 
     assert examination_after_click({"examination_by_rank_and_previous_click": matrix}) == [0.8, 0.7]

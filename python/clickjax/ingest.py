@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from clickjax import __version__
 from clickjax.data import Vocabulary, read_batches
 from clickjax.report import LoadReport
-from clickjax.shards import FORMAT_VERSION, MANIFEST_NAME, SCHEMA_METADATA_KEY, STAGING_FOLDER
+from clickjax.shards import FORMAT_VERSION, MANIFEST_NAME, SCHEMA_METADATA_KEY, STAGING_FOLDER, is_unfinished_ingest
 from clickjax.vocabulary import save_vocabulary
 
 __all__ = [
@@ -554,8 +554,7 @@ def _prepare_output(output: Path, overwrite: bool) -> None:
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} exists and is not a folder; name a new or empty folder")
     if output.is_dir() and any(output.iterdir()):
-        # The top manifest is written last, so a staging folder without it is an ingest that stopped.
-        unfinished = (output / STAGING_FOLDER).is_dir() and not (output / MANIFEST_NAME).is_file()
+        unfinished = is_unfinished_ingest(output)
         if not overwrite:
             contents = "an ingest that did not finish" if unfinished else "files"
             raise ValueError(

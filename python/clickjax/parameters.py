@@ -51,7 +51,7 @@ __all__ = [
 
 
 def batch_column(batch: dict, name: str):
-    """Return `batch[name]`, or raise ValueError naming the missing column and the columns there are."""
+    """Return `batch[name]`, or raise ValueError naming the missing column and the batch's columns."""
     if name not in batch:
         raise ValueError(
             f"batch is missing the column {name} ([batch, positions] int32), which the model reads; "

@@ -38,6 +38,7 @@ __all__ = [
     "ShardReader",
     "ShardedLog",
     "contract_schema",
+    "is_unfinished_ingest",
     "read_manifest",
     "read_shards",
     "shuffled_batches",
@@ -94,6 +95,15 @@ def contract_schema(positions: int) -> pa.Schema:
     return pa.schema(fields)
 
 
+def is_unfinished_ingest(folder: Path) -> bool:
+    """Return whether `folder` contains an ingest that stopped: a staging folder but no manifest.
+
+    An ingest writes its top manifest last, so a staging folder without one is left by an ingest
+    that was killed or failed.
+    """
+    return (folder / STAGING_FOLDER).is_dir() and not (folder / MANIFEST_NAME).is_file()
+
+
 def read_manifest(folder: PathLike) -> dict:
     """Read and check the `manifest.json` of an ingest folder or split subfolder.
 
@@ -101,7 +111,7 @@ def read_manifest(folder: PathLike) -> dict:
       ShardError: the folder has no manifest, or it is not valid JSON of a known format version.
     """
     path = Path(folder) / MANIFEST_NAME
-    if not path.is_file() and (Path(folder) / STAGING_FOLDER).is_dir():
+    if is_unfinished_ingest(Path(folder)):
         raise ShardError(
             f"{folder} has no {MANIFEST_NAME} but a {STAGING_FOLDER} folder: an ingest into it did not finish. "
             "Run clickjax ingest again with --overwrite",
@@ -411,9 +421,9 @@ def shuffled_batches(
             rows_out = drawn[start : start + batch_size]
             yield take_rows(buffer, rows_out)
         # The rows not drawn stay in their order, found in one pass rather than by sorting.
-        kept = np.ones(rows, bool)
-        kept[drawn] = False
-        buffer = take_rows(buffer, np.flatnonzero(kept))
+        remaining = np.ones(rows, bool)
+        remaining[drawn] = False
+        buffer = take_rows(buffer, np.flatnonzero(remaining))
 
     if buffer is None:
         return

@@ -866,9 +866,9 @@ class _Run:
 class _StreamAhead:
     """A stream of batches whose first `batches` batches are read on a thread of its own, started at once.
 
-    A shuffled stream of shards yields its first batch only once its shuffle buffer is full, so
+    A shuffled stream of shards yields its first batch only once its shuffle buffer is full. So
     the trainer starts the next epoch's stream while the device still trains on the last batches
-    of this one, and reads as many batches as its pipeline keeps ahead of the step, plus one.
+    of this one. It reads as many batches as its pipeline keeps ahead of the step, plus one.
     """
 
     def __init__(self, epoch: int, stream: Iterable[dict[str, np.ndarray]], batches: int):
