@@ -50,8 +50,19 @@ def test_estimate_allocates_nothing():
     table_bytes = 2 * (2**31 - 1) * 4 + 4
     # The model's parameters and the training state's copy of them.
     assert estimate.parameters == 2 * table_bytes
+    # Without a mesh, the distinct ids of a batch of such a table are found on the host.
+    assert estimate.scratch == 0
+    on_mesh = estimate_training_memory("dbn", 10, 2**31 - 1, validation=False, mesh=True)
     # Attraction and satisfaction share the column query_doc_id, so one scratch array serves both.
-    assert estimate.scratch == 4 * (2**31 - 1)
+    assert on_mesh.scratch == 4 * (2**31 - 1)
+
+
+def test_scratch_array_only_below_host_threshold():
+    # Tables of 2^21 rows and more find their distinct ids on the host (clickjax.sparse).
+    below = estimate_training_memory("pbm", 10, 2**21 - 1, validation=False)
+    at = estimate_training_memory("pbm", 10, 2**21, validation=False)
+    assert below.scratch == 4 * (2**21 - 1)
+    assert at.scratch == 0
 
 
 @pytest.mark.parametrize("text, expected", [("2000000", 2_000_000), ("512M", 512 * 2**20), ("16GiB", 16 * 2**30), ("1.5g", int(1.5 * 2**30))])

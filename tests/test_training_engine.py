@@ -17,7 +17,7 @@ from clickjax.models import MODELS, PositionBasedModel
 from clickjax.compressed import HashedLogits
 from clickjax.pipeline import BatchPipeline
 from clickjax.simulation import Catalogue, simulate
-from clickjax.sparse import find_representatives, representative_rows
+from clickjax.sparse import distinct_ids, find_representatives, representative_rows
 from clickjax.training import Trainer, TrainingDivergedError, _Plan, _replace_with_oov
 from simulation import simulate_pbm
 
@@ -138,8 +138,36 @@ def test_representatives_match_brute_force(scratch, first, second):
         np.testing.assert_array_equal(rows[representative[np.flatnonzero(~outside)]], flat[~outside])
 
 
+def test_distinct_ids_with_ids_outside_table():
+    # Table of 8 rows: 3 and 5 occur twice each; -1 and 9 are outside and share the entry of 8.
+    ids = np.asarray([[5, 3, 5], [-1, 9, 3]], np.int32)
+
+    distinct, inverse = distinct_ids(ids, 8)
+
+    np.testing.assert_array_equal(distinct, [3, 5, 8, 8, 8, 8])
+    np.testing.assert_array_equal(inverse, [[1, 0, 1], [2, 2, 0]])
+    assert distinct.dtype == inverse.dtype == np.int32
+
+
+@settings(max_examples=80, deadline=None)
+@given(ids=dedup_ids)
+def test_distinct_ids_match_brute_force(ids):
+    distinct, inverse = distinct_ids(ids, DEDUP_ROWS)
+
+    groups = brute_force_groups(ids, DEDUP_ROWS)
+    found = distinct[distinct != DEDUP_ROWS]
+    assert found.tolist() == sorted(groups)
+    flat = ids.reshape(-1)
+    outside = (flat < 0) | (flat >= DEDUP_ROWS)
+    read = distinct[inverse.reshape(-1)]
+    np.testing.assert_array_equal(read[~outside], flat[~outside])
+    assert np.all(read[outside] == DEDUP_ROWS)
+    # All ids outside the table share one entry, so a step scatters at most one filler row.
+    assert len(set(inverse.reshape(-1)[outside].tolist())) <= 1
+
+
 @pytest.mark.parametrize("sparse", [True, False])
-def test_sgd_step_sums_duplicate_ids(sparse):
+def test_sgd_step_sums_duplicate_ids(sparse, distinct_on):
     # One session shows pair 2 twice (ranks 1 and 2), clicked at rank 1 only. With every logit 0,
     # P(click) = 0.5 * 0.5 = 0.25. The loss is the mean over the 2 results of -log P(observed), whose
     # gradient in the attraction logit a is -(1 - sigmoid(a)) = -1/2 for the click and
@@ -157,7 +185,7 @@ def test_sgd_step_sums_duplicate_ids(sparse):
 
 
 @pytest.mark.parametrize("name", ["pbm", "dbn", "ubm"])
-def test_sparse_sgd_matches_dense(name):
+def test_sparse_sgd_matches_dense(name, distinct_on):
     # 40 pairs in sessions of 4 results, batches of 32: most batches repeat some pairs.
     log, _ = simulate_pbm(sessions=300, pairs=40, theta=THETA, seed=3)
     log.columns["query_doc_id"][::7, 1] = log.columns["query_doc_id"][::7, 0]  # a duplicate within a session
@@ -175,7 +203,7 @@ def test_sparse_sgd_matches_dense(name):
     assert not np.allclose(sparse["attraction/logits"], 0.0)
 
 
-def test_sparse_adagrad_matches_dense():
+def test_sparse_adagrad_matches_dense(distinct_on):
     log, _ = simulate_pbm(sessions=300, pairs=40, theta=THETA, seed=5)
     sparse_model, dense_model = pbm(40), pbm(40)
 
@@ -196,9 +224,10 @@ def test_sparse_by_table_name():
         Trainer(sparse=["satisfaction"], epochs=1).fit(pbm(10), log)
 
 
-def test_sparse_step_updates_state_in_place():
+def test_sparse_step_updates_state_in_place(distinct_on):
     # The step donates the training state and the scratch arrays, so XLA writes the new table,
-    # its Adagrad slot and the scratch array into the old buffers instead of copying them.
+    # its Adagrad slot and the scratch array into the old buffers instead of copying them. With
+    # the distinct ids found on the host, the step has no scratch array.
     log, _ = simulate_pbm(sessions=64, pairs=20, theta=THETA, seed=8)
     model = pbm(20)
     trainer = Trainer(epochs=1, batch_size=64)
@@ -207,10 +236,15 @@ def test_sparse_step_updates_state_in_place():
     plan = _Plan.build(model, trainer, log, train_weight=lambda: 1.0)
     state = plan.initial_state(model, step.dense_optimizer, trainer.table_rule)
     scratch = plan.initial_scratch()
-    batch = jax.device_put(next(iter(log.batches(64))))
+    if distinct_on == "host":
+        assert plan.host_distinct == (("query_doc_id", 22),)
+        assert scratch == ()
+    else:
+        assert len(scratch) == 1
+    batch = jax.device_put(plan.with_distinct_ids(next(iter(log.batches(64)))))
 
     def buffers(state, scratch):
-        arrays = [state.parameters[0][0], state.table_slots[0]["sum_of_squares"], scratch[0]]
+        arrays = [state.parameters[0][0], state.table_slots[0]["sum_of_squares"], *scratch]
         return [array.unsafe_buffer_pointer() for array in arrays]
 
     before = buffers(state, scratch)
@@ -220,6 +254,35 @@ def test_sparse_step_updates_state_in_place():
     assert not bool(halted)
     assert old_table.is_deleted()
     assert buffers(state, scratch) == before
+
+
+@pytest.mark.parametrize("table_optimizer", ["adagrad", "adam"])
+def test_host_and_device_distinct_ids_give_same_parameters(monkeypatch, table_optimizer):
+    # DBN's two tables share query_doc_id. 40 pairs in batches of 32 sessions repeat pairs, and
+    # the out-of-vocabulary draws put id 1 in every batch. Both ways sum the same gradients in
+    # the same order, so the parameters are equal, not just close.
+    import clickjax.sparse
+
+    log, _ = simulate_pbm(sessions=300, pairs=40, theta=THETA, seed=21)
+    log.columns["query_doc_id"][::5, 2] = log.columns["query_doc_id"][::5, 0]
+    models = [MODELS["dbn"](positions=4, query_doc_pairs=42, rngs=nnx.Rngs(0)) for _ in range(2)]
+    trainers = []
+    for model, minimum in zip(models, [2**21, 1]):
+        monkeypatch.setattr(clickjax.sparse, "HOST_DISTINCT_MIN_ROWS", minimum)
+        trainer = Trainer(epochs=2, batch_size=32, table_optimizer=table_optimizer, oov_rate=0.1, seed=2)
+        trainer.fit(model, log)
+        trainers.append(trainer)
+
+    device, host = (parameters(model) for model in models)
+    for key in device:
+        np.testing.assert_array_equal(device[key], host[key], err_msg=key)
+    assert not np.allclose(device["attraction/logits"], 0.0)
+    # The device-side step reads the pair ids; the host-side one reads what the worker found.
+    (device_step,) = trainers[0]._compiled.values()
+    (host_step,) = trainers[1]._compiled.values()
+    assert "query_doc_id" in device_step.columns
+    assert {"_distinct_query_doc_id", "_inverse_query_doc_id"} <= set(host_step.columns)
+    assert "query_doc_id" not in host_step.columns
 
 
 def test_oov_draws_replace_real_results():
@@ -245,7 +308,7 @@ def test_oov_draws_replace_real_results():
     assert not np.array_equal(next_step["query_doc_id"], drawn["query_doc_id"])
 
 
-def test_lazy_adam_leaves_unused_rows():
+def test_lazy_adam_leaves_unused_rows(distinct_on):
     # Pair 5 never occurs, so lazy Adam never touches its row, while every used row moves.
     log, _ = simulate_pbm(sessions=200, pairs=4, theta=THETA, seed=7)
     model = pbm(6)
@@ -375,7 +438,7 @@ def test_nan_loss_stops_with_last_good_parameters():
 
 @pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize("outside", [500, -3])
-def test_nan_from_id_outside_table(sparse, outside):
+def test_nan_from_id_outside_table(sparse, outside, distinct_on):
     # JAX would wrap -3 around to row 19 of a 22-row table and clamp 500 to the last row.
     log, _ = simulate_pbm(sessions=64, pairs=20, theta=THETA, seed=13)
     log.columns["query_doc_id"][5, 0] = outside

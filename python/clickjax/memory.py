@@ -9,14 +9,16 @@ Training with `clickjax.training.Trainer` keeps, for every parameter table:
 - during a dense step (`sparse=False`), the gradient and the update (2 copies), because the new
   parameters reuse the donated buffers. A sparse step gathers and scatters only the rows of its
   batch, so it adds none;
-- with sparse updates, the scratch array that finds the distinct ids of a batch
+- with sparse updates of tables under `clickjax.sparse.HOST_DISTINCT_MIN_ROWS` rows, and of all
+  tables on a mesh, the scratch array that finds the distinct ids of a batch
   (`clickjax.sparse.find_representatives`): one int32 per row, once per id column, so 4 bytes per
-  query-document pair however many tables the model has on that column;
+  query-document pair however many tables the model has on that column. Larger tables without a
+  mesh have their distinct ids found on the host instead, which needs no scratch array;
 - with validation data, the best parameters kept for early stopping, twice, because the copy of
   a better epoch is made while the previous one still exists (2 copies).
 
 So with the defaults (sparse Adagrad) the estimate is 3 times the bytes of the parameter tables
-plus 4 bytes per pair, 5 times plus 4 bytes per pair with validation data, and 6 times with dense
+(plus 4 bytes per pair on small tables), 5 times with validation data, and 6 times with dense
 Adam. `nnx.eval_shape` counts those bytes without
 allocating them. On a 10-million-row table (PBM, UBM and DBN on a CPU; BENCHMARKS.md) the
 estimate was 0.80 to 0.99 of the measured peak of resident memory. The estimate leaves out the
@@ -39,6 +41,7 @@ from flax import nnx
 
 from clickjax.models import MODELS
 from clickjax.parameters import EmbeddingLogits
+from clickjax.sparse import HOST_DISTINCT_MIN_ROWS
 
 __all__ = [
     "IN_MEMORY_FRACTION",
@@ -119,6 +122,7 @@ def estimate_training_memory(
     table_optimizer: str = "adagrad",
     sparse: bool = True,
     stream_bytes: int = 0,
+    mesh: bool = False,
 ) -> MemoryEstimate:
     """Estimate the memory of training the model `model` (a `MODELS` name) without allocating it.
 
@@ -130,6 +134,8 @@ def estimate_training_memory(
       table_optimizer: the table rule, a key of `TABLE_RULE_SLOTS`.
       sparse: whether the per-pair tables get sparse updates.
       stream_bytes: the buffers of logs streamed from disk, as `ShardedLog.stream_bytes` estimates them.
+      mesh: whether training runs on a `clickjax.distributed.DataParallel` mesh, where every
+        sparse id column has a scratch array.
 
     Raises:
       ValueError: `table_optimizer` is not a key of `TABLE_RULE_SLOTS`.
@@ -152,7 +158,9 @@ def estimate_training_memory(
         optimizer_state=TABLE_RULE_SLOTS[table_optimizer] * table_bytes,
         step=0 if sparse else _DENSE_STEP_COPIES * table_bytes,
         best_state=_BEST_STATE_COPIES * table_bytes if validation else 0,
-        scratch=_SCRATCH_BYTES_PER_ROW * sum(rows_by_column.values()) if sparse else 0,
+        scratch=_SCRATCH_BYTES_PER_ROW * sum(rows for rows in rows_by_column.values() if mesh or rows < HOST_DISTINCT_MIN_ROWS)
+        if sparse
+        else 0,
         stream=stream_bytes,
     )
 

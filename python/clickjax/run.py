@@ -299,7 +299,7 @@ def train_and_evaluate(
         (log.stream_bytes(config.batch_size, _BATCHES_AHEAD) for log in logs.values() if isinstance(log, ShardedLog)),
         default=0,
     )
-    _check_memory(config, table_entries, validation is not None, max_memory, on_memory, stream_bytes)
+    _check_memory(config, table_entries, validation is not None, max_memory, on_memory, stream_bytes, parallel is not None)
 
     def build_model():
         modules = pair_table_modules(
@@ -529,6 +529,7 @@ def _check_memory(
     max_memory: int | None,
     on_memory,
     stream_bytes: int = 0,
+    mesh: bool = False,
 ) -> None:
     estimate = estimate_training_memory(
         config.model,
@@ -538,6 +539,7 @@ def _check_memory(
         table_optimizer=config.table_optimizer,
         sparse=config.sparse,
         stream_bytes=stream_bytes,
+        mesh=mesh,
     )
     if max_memory is not None:
         limit, source = max_memory, "--max-memory"

@@ -4,10 +4,18 @@ A click model's per-pair tables (`clickjax.parameters.EmbeddingLogits`) have one
 query-document pair, millions on a large log, while a batch of 4,096 sessions touches at most
 40,960 of them. A dense optimiser step reads and writes every row and every optimiser slot of the
 table at each step. The sparse step in `clickjax.training` gathers the row of every result of a
-batch and differentiates the loss with respect to these per-result values. It chooses one
-occurrence of each distinct id of the batch (`find_representatives`), sums the gradients of an
-id's occurrences into its representative, updates the representatives' rows and their optimiser
-slots with a `TableRule`, and scatters them back into the table, each row once.
+batch and differentiates the loss with respect to these per-result values. It sums the gradients
+of an id's occurrences into one entry per distinct id, updates the distinct ids' rows and their
+optimiser slots with a `TableRule`, and scatters them back into the table, each row once.
+
+The distinct ids are found in one of two ways. For a table of at least `HOST_DISTINCT_MIN_ROWS`
+rows trained without a mesh, the input pipeline's worker thread sorts each batch's ids on the host
+(`distinct_ids`), so the step reads and writes the table and its slots in ascending row order and
+needs no scratch array. Otherwise the step chooses one occurrence of each id as its representative
+with a scratch array on the device (`find_representatives`). On a 2-core CPU, with batches of
+40,960 uniform ids, the host sort costs about 0.6 ms on the worker thread, and saves the step 0.1
+ms on a table of one million rows, 0.45 ms on 4 million and 1 ms on 10 million (jax 0.10): on
+small tables the scratch array stays in the cache and costs little.
 
 Each rule has a dense twin (`TableRule.dense_transformation`), an optax transformation that
 applies the same formula to every row. For `sgd` and `adagrad` a row whose gradient is 0 does not
@@ -22,11 +30,14 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = [
     "TABLE_OPTIMIZERS",
+    "HOST_DISTINCT_MIN_ROWS",
     "TableRule",
+    "distinct_ids",
     "find_representatives",
     "gather_rows",
     "representative_rows",
@@ -42,6 +53,9 @@ _ADAGRAD_EPS = 1e-7
 _ADAM_B1 = 0.9
 _ADAM_B2 = 0.999
 _ADAM_EPS = 1e-8
+
+# Tables with at least this many rows find the distinct ids of a batch on the host (see above).
+HOST_DISTINCT_MIN_ROWS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,33 @@ def find_representatives(scratch: jax.Array, ids: jax.Array) -> tuple[jax.Array,
     scratch = scratch.at[row].set(position, mode="drop")
     representative = jnp.where(inside, scratch.at[row].get(mode="fill", fill_value=0), position)
     return scratch, representative
+
+
+def distinct_ids(ids: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Find the distinct ids of an id column on the host, sorted, and where each occurrence's id is among them.
+
+    It does for a numpy batch what `find_representatives` and `representative_rows` do in a step:
+    `distinct[inverse]` gives back every id inside the table, so the step gathers each row once
+    at `distinct`, reads an occurrence's value at its `inverse` entry, and sums the gradients of an
+    id's occurrences into its entry.
+
+    Args:
+      ids: an int id column of any shape, `[batch, positions]` in a training batch.
+      rows: the number of rows of the largest table the ids index.
+
+    Returns:
+      `(distinct, inverse)`, int32. `distinct` has `ids.size` entries: the distinct ids inside
+      `0..rows - 1` in ascending order, then `rows` in every remaining one. `inverse` has the
+      shape of `ids` and gives for each id the entry of `distinct` that holds it; every id
+      outside the table shares one entry that holds `rows`, so that a gather reads nothing there
+      and a scatter drops it.
+    """
+    flat = ids.reshape(-1)
+    inside = (flat >= 0) & (flat < rows)
+    found, inverse = np.unique(np.where(inside, flat, rows), return_inverse=True)
+    distinct = np.full(flat.size, rows, np.int32)
+    distinct[: found.size] = found
+    return distinct, inverse.astype(np.int32).reshape(ids.shape)
 
 
 def representative_rows(ids: jax.Array, representative: jax.Array, rows: int) -> jax.Array:

@@ -47,6 +47,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+import clickjax.sparse
 from clickjax.data import ClickLog
 from clickjax.distributed import DataParallel
 from clickjax.metrics import Metrics, evaluate
@@ -55,6 +56,7 @@ from clickjax.pipeline import BatchPipeline
 from clickjax.sparse import (
     TABLE_OPTIMIZERS,
     TableRule,
+    distinct_ids,
     find_representatives,
     gather_rows,
     representative_rows,
@@ -97,6 +99,9 @@ SCHEDULES = ("constant", "warmup", "cosine")
 
 # Name of the batch column that a sparse table reads its per-result values by (0, 1, 2, ...).
 _LOCAL_COLUMN = "_local_{}"
+# Names of the batch columns that `distinct_ids` adds on the host for an id column.
+_DISTINCT_COLUMN = "_distinct_{}"
+_INVERSE_COLUMN = "_inverse_{}"
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -402,9 +407,9 @@ class Trainer:
         if self.parallel is not None or "columns" not in inspect.signature(train.batches).parameters:
             return self._batches(train, shuffle=True, seed=seed)
         if run.step.columns is None:
-            first = next(iter(train.batches(self.batch_size)))
+            first = run.plan.with_distinct_ids(next(iter(train.batches(self.batch_size))))
             run.step.columns = _columns_read(run.step.function, (run.state, run.scratch, first, count, halted))
-        return train.batches(self.batch_size, shuffle=True, seed=seed, columns=run.step.columns)
+        return train.batches(self.batch_size, shuffle=True, seed=seed, columns=run.plan.source_columns(run.step.columns))
 
     def _local_batch_size(self) -> int:
         """Rows of a batch that this process contributes: `batch_size` without a mesh."""
@@ -497,11 +502,12 @@ class Trainer:
         last = steps_per_epoch
         if self.max_steps is not None:
             last = min(last, first + self.max_steps - progress.step)
-        prepare = None
+        oov = None
         if self.oov_rate > 0:
             # The draws depend on the process too, so that processes draw for their own sessions.
             draw_seed = (self.seed, epoch, jax.process_index())
-            prepare = functools.partial(_replace_with_oov, rate=self.oov_rate, seed=draw_seed)
+            oov = functools.partial(_replace_with_oov, rate=self.oov_rate, seed=draw_seed)
+        prepare = _prepare_on_worker(oov, run.plan)
         # (epoch step, global step, rows, halted flag) of the steps not yet checked, oldest first.
         pending: deque = deque()
         batch_size = self._local_batch_size()
@@ -514,7 +520,7 @@ class Trainer:
             self.prefetch,
             stream=stream,
             prepare=prepare,
-            columns=run.step.columns,
+            columns=None if run.step.columns is None else run.plan.source_columns(run.step.columns),
         )
         with pipeline:
             for epoch_step, rows, batch in pipeline:
@@ -522,7 +528,7 @@ class Trainer:
                 count = np.int32(progress.step)
                 if run.step.columns is None:
                     run.step.columns = _columns_read(run.step.function, (run.state, run.scratch, batch, count, halted))
-                    pipeline.columns = run.step.columns
+                    pipeline.columns = run.plan.source_columns(run.step.columns)
                 # The step compiles for these columns only, and the worker stops cutting the others.
                 batch = {name: batch[name] for name in run.step.columns}
                 run.state, run.scratch, halted = run.step.run(run.state, run.scratch, batch, count, halted)
@@ -718,6 +724,9 @@ class _Plan:
     dense_table_paths: frozenset  # per-pair tables trained densely by the table rule
     penalty_paths: tuple  # module paths of modules with a `penalty` method
     train_weight: float  # weighted number of real results in the training log
+    # (id column, rows of its largest sparse table) of the columns whose distinct ids the worker
+    # thread finds with `distinct_ids`; every other id column has a scratch array.
+    host_distinct: tuple = ()
 
     @classmethod
     def build(cls, model: nnx.Module, trainer: Trainer, train: ClickLog, train_weight: Callable[[], float]) -> _Plan:
@@ -744,6 +753,15 @@ class _Plan:
                 )
         sparse_paths = tuple(path + ("logits",) for path, _ in sparse)
         graphdef, _, _, rest = nnx.split(model, lambda path, _: path in sparse_paths, nnx.Param, ...)
+        largest: dict[str, int] = {}
+        for _, module in sparse:
+            largest[module.column] = max(largest.get(module.column, 0), module.rows)
+        # On a mesh each process sees only its share of a batch, so the step finds the distinct
+        # ids of the whole batch itself.
+        host_distinct = ()
+        if trainer.parallel is None:
+            minimum = clickjax.sparse.HOST_DISTINCT_MIN_ROWS
+            host_distinct = tuple((column, rows) for column, rows in largest.items() if rows >= minimum)
         return cls(
             graphdef=graphdef,
             rest=rest,
@@ -753,6 +771,7 @@ class _Plan:
             dense_table_paths=frozenset(path + ("logits",) for path, _ in dense_tables),
             penalty_paths=penalty_paths,
             train_weight=max(float(train_weight()), 1.0) if penalty_paths else 1.0,
+            host_distinct=host_distinct,
         )
 
     def split(self, model: nnx.Module) -> tuple[tuple, nnx.State]:
@@ -769,12 +788,34 @@ class _Plan:
 
     @property
     def scratch_tables(self) -> tuple:
-        """The parameter path of the largest sparse table of each id column, which sizes its scratch array."""
+        """The parameter path of the largest sparse table of each id column with a scratch array, which sizes it."""
+        on_host = {column for column, _ in self.host_distinct}
         largest = {}
         for path, column, rows in zip(self.sparse_paths, self.sparse_columns, self.sparse_rows):
+            if column in on_host:
+                continue
             if column not in largest or rows > largest[column][1]:
                 largest[column] = (path, rows)
         return tuple(path for path, _ in largest.values())
+
+    def with_distinct_ids(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Add the columns of `distinct_ids` for each id column of `host_distinct` to a numpy batch."""
+        if not self.host_distinct:
+            return batch
+        added = {}
+        for column, rows in self.host_distinct:
+            added[_DISTINCT_COLUMN.format(column)], added[_INVERSE_COLUMN.format(column)] = distinct_ids(batch[column], rows)
+        return {**batch, **added}
+
+    def source_columns(self, step_columns: Collection[str]) -> tuple[str, ...]:
+        """The columns to read or cut for a step that reads `step_columns`.
+
+        The columns that `with_distinct_ids` adds are left out, and the id columns they come from
+        are added, since the step itself may not read those.
+        """
+        added = {name.format(column) for column, _ in self.host_distinct for name in (_DISTINCT_COLUMN, _INVERSE_COLUMN)}
+        columns = [name for name in step_columns if name not in added]
+        return tuple(columns + [column for column, _ in self.host_distinct if column not in columns])
 
     def initial_scratch(self) -> tuple:
         """Create the scratch array of `find_representatives` for each id column of the sparse tables.
@@ -815,7 +856,7 @@ class _Plan:
         `shardings_for(dense_optimizer)` returns the shardings of the training state and of the
         scratch arrays on the trainer's mesh, or None without one.
         """
-        key = (self.graphdef, self.sparse_paths, self.dense_table_paths, self.train_weight, total_steps)
+        key = (self.graphdef, self.sparse_paths, self.dense_table_paths, self.train_weight, self.host_distinct, total_steps)
         if key not in trainer._compiled:
             trainer._compiled[key] = _make_step(self, trainer, total_steps, shardings_for)
         return trainer._compiled[key]
@@ -916,6 +957,7 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
     dense_optimizer, table_schedule = plan.optimizers(trainer, total_steps)
     shardings, scratch_shardings = shardings_for(dense_optimizer) or (None, None)
     scratch_columns = tuple(plan.sparse_columns[plan.sparse_paths.index(path)] for path in plan.scratch_tables)
+    scratch_rows = tuple(plan.sparse_rows[plan.sparse_paths.index(path)] for path in plan.scratch_tables)
     rule = trainer.table_rule
     clip_norm = trainer.clip_norm
     weight_decay = trainer.weight_decay
@@ -934,37 +976,49 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
     def step(state: _State, scratch: tuple, batch, count, halted):
         tables, dense = state.parameters
 
-        # Each result reads its own row, and the model reads these per-result values in order
-        # (its id column becomes 0, 1, 2, ...), so its gradient is one value per result.
-        # Choosing one occurrence of each id per id column then lets the step sum the gradients
-        # of an id's occurrences into its representative, which alone updates the row. With the
-        # model reading a table of the representatives' rows instead, PBM's step took 1.4 times
-        # as long on a CPU (10 million rows, measured with jax 0.10).
-        new_scratch, representatives = [], {}
-        for column, column_scratch in zip(scratch_columns, scratch):
-            column_scratch, representatives[column] = find_representatives(column_scratch, batch[column])
+        # The model reads one value per result, in order (its id column becomes 0, 1, 2, ...), so
+        # its gradient is one value per result. For each id column, `index` holds each distinct
+        # id of the batch once (every other entry is outside the tables) and `inverse` gives the
+        # entry of `index` that holds each result's id; the gradients of an id's results are
+        # summed into that entry, which alone updates the row. From the worker thread
+        # (`distinct_ids`), `index` lists the distinct ids in ascending order and the step reads
+        # each row once. From the scratch array, `index` has one entry per result, so each result
+        # reads its own row: reading the table at `index` and the model those values made PBM's
+        # step 1.4 times as long on a CPU there (10 million rows, jax 0.10).
+        new_scratch, index, inverse, rows_at_index, values = [], {}, {}, [], []
+        for column, column_scratch, rows in zip(scratch_columns, scratch, scratch_rows):
+            ids = batch[column]
+            column_scratch, representative = find_representatives(column_scratch, ids)
+            index[column] = representative_rows(ids, representative, rows)
+            inverse[column] = representative.reshape(ids.shape)
             new_scratch.append(column_scratch)
+        for column, _ in plan.host_distinct:
+            index[column] = batch[_DISTINCT_COLUMN.format(column)]
+            inverse[column] = batch[_INVERSE_COLUMN.format(column)]
+        for table, column in zip(tables, plan.sparse_columns):
+            if column in scratch_columns:
+                rows = gather_rows(table, batch[column].reshape(-1))
+                values.append(rows)
+            else:
+                rows = gather_rows(table, index[column])
+                values.append(rows.at[inverse[column].reshape(-1)].get(mode="promise_in_bounds"))
+            rows_at_index.append(rows)
         batch = {
             **batch,
             **{
-                _LOCAL_COLUMN.format(column): jnp.arange(batch[column].size, dtype=jnp.int32).reshape(batch[column].shape)
-                for column in representatives
+                _LOCAL_COLUMN.format(column): jnp.arange(entries.size, dtype=jnp.int32).reshape(entries.shape)
+                for column, entries in inverse.items()
             },
         }
-        values = tuple(gather_rows(table, batch[column].reshape(-1)) for table, column in zip(tables, plan.sparse_columns))
 
         (total, loss), (dense_gradient, value_gradient) = jax.value_and_grad(
             objective, argnums=(0, 1), has_aux=True
-        )(dense, values, batch)
+        )(dense, tuple(values), batch)
         summed_gradient = tuple(
-            jnp.zeros_like(gradient).at[representatives[column]].add(gradient)
+            jnp.zeros_like(gradient).at[inverse[column].reshape(-1)].add(gradient)
             for gradient, column in zip(value_gradient, plan.sparse_columns)
         )
-        # Only the representatives' rows are written back, each once.
-        indices = tuple(
-            representative_rows(batch[column], representatives[column], rows)
-            for column, rows in zip(plan.sparse_columns, plan.sparse_rows)
-        )
+        indices = tuple(index[column] for column in plan.sparse_columns)
         if clip_norm is not None:
             norm = optax.tree.norm((dense_gradient, summed_gradient))
             scale = jnp.minimum(1.0, clip_norm / jnp.maximum(norm, 1e-30))
@@ -983,14 +1037,16 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
 
         learning_rate = table_schedule(count)
         new_tables, new_slots = [], []
-        for table, slots, index, rows, gradient in zip(tables, state.table_slots, indices, values, summed_gradient):
-            old_slots = {name: gather_rows(slot, index) for name, slot in slots.items()}
+        for table, slots, rows_index, rows, gradient in zip(
+            tables, state.table_slots, indices, rows_at_index, summed_gradient
+        ):
+            old_slots = {name: gather_rows(slot, rows_index) for name, slot in slots.items()}
             direction, row_slots = rule.direction(gradient, old_slots, count)
             updated = jnp.where(apply, rows - learning_rate * (direction + weight_decay * rows), rows)
-            new_tables.append(scatter_rows(table, index, updated))
+            new_tables.append(scatter_rows(table, rows_index, updated))
             new_slots.append(
                 {
-                    name: scatter_rows(slot, index, jnp.where(apply, row_slots[name], old_slots[name]))
+                    name: scatter_rows(slot, rows_index, jnp.where(apply, row_slots[name], old_slots[name]))
                     for name, slot in slots.items()
                 }
             )
@@ -1052,6 +1108,19 @@ def _module_at(model: nnx.Module, path: tuple) -> nnx.Module:
     for part in path:
         module = module[part] if isinstance(part, int) else getattr(module, part)
     return module
+
+
+def _prepare_on_worker(oov: Callable | None, plan: _Plan) -> Callable | None:
+    """Return the `prepare` of `BatchPipeline`: the out-of-vocabulary draws, then `distinct_ids`."""
+    if oov is None and not plan.host_distinct:
+        return None
+
+    def prepare(step: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if oov is not None:
+            batch = oov(step, batch)
+        return plan.with_distinct_ids(batch)
+
+    return prepare
 
 
 def _replace_with_oov(step: int, batch: dict[str, np.ndarray], *, rate: float, seed: tuple) -> dict[str, np.ndarray]:
