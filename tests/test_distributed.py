@@ -151,9 +151,9 @@ def test_row_sharded_run_resumes(four_devices):
 
 def test_row_sharded_training_state(four_devices):
     _, checks = four_devices
-    # A sparse table and its Adagrad slot are split by rows along the mesh axis.
+    # A sparse table's training array (its logits and its Adagrad slot) is split by rows along
+    # the mesh axis; its column of slots stays whole.
     assert checks["sparse_table_spec"] == ["batch"]
-    assert checks["adagrad_slot_spec"] == ["batch"]
     # The sparse step's scratch array of query_doc_id is split like the table.
     assert checks["scratch_spec"] == [["batch"]]
     # Dense Adam's moments follow their parameter: split for the table, replicated for

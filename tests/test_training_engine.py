@@ -225,9 +225,9 @@ def test_sparse_by_table_name():
 
 
 def test_sparse_step_updates_state_in_place(distinct_on):
-    # The step donates the training state and the scratch arrays, so XLA writes the new table,
-    # its Adagrad slot and the scratch array into the old buffers instead of copying them. With
-    # the distinct ids found on the host, the step has no scratch array.
+    # The step donates the training state and the scratch arrays, so XLA writes the new table
+    # and its Adagrad slot (one array) and the scratch array into the old buffers instead of
+    # copying them. With the distinct ids found on the host, the step has no scratch array.
     log, _ = simulate_pbm(sessions=64, pairs=20, theta=THETA, seed=8)
     model = pbm(20)
     trainer = Trainer(epochs=1, batch_size=64)
@@ -244,11 +244,13 @@ def test_sparse_step_updates_state_in_place(distinct_on):
     batch = jax.device_put(plan.with_distinct_ids(next(iter(log.batches(64)))))
 
     def buffers(state, scratch):
-        arrays = [state.parameters[0][0], state.table_slots[0]["sum_of_squares"], *scratch]
+        arrays = [state.tables[0], *scratch]
         return [array.unsafe_buffer_pointer() for array in arrays]
 
+    # The table's logits and its Adagrad slot, side by side.
+    assert state.tables[0].shape == (22, 2)
     before = buffers(state, scratch)
-    old_table = state.parameters[0][0]
+    old_table = state.tables[0]
     state, scratch, halted = step.run(state, scratch, batch, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
 
     assert not bool(halted)

@@ -79,8 +79,13 @@ class TableRule:
                 f"unknown table optimizer {self.name!r}; expected one of {', '.join(TABLE_OPTIMIZERS)}"
             )
 
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        """The names of the rule's optimiser slots, in the order of `init`."""
+        return {"adagrad": ("sum_of_squares",), "adam": ("mu", "nu")}.get(self.name, ())
+
     def init(self, table: jax.Array) -> dict[str, jax.Array]:
-        """Create the optimiser slots of `table`, one array of the table's shape per slot."""
+        """Create the optimiser slots of `table`, one array of the table's shape per slot, in `slot_names` order."""
         if self.name == "adagrad":
             return {"sum_of_squares": jnp.full_like(table, _ADAGRAD_INITIAL_ACCUMULATOR)}
         if self.name == "adam":
@@ -154,10 +159,10 @@ def find_representatives(scratch: jax.Array, ids: jax.Array) -> tuple[jax.Array,
 def distinct_ids(ids: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Find the distinct ids of an id column on the host, sorted, and where each occurrence's id is among them.
 
-    It does for a numpy batch what `find_representatives` and `representative_rows` do in a step:
-    `distinct[inverse]` gives back every id inside the table, so the step gathers each row once
-    at `distinct`, reads an occurrence's value at its `inverse` entry, and sums the gradients of an
-    id's occurrences into its entry.
+    It does for a numpy batch what `find_representatives` and `representative_rows` do in a step.
+    `distinct[inverse]` gives back every id inside the table. The step gathers each row once at
+    `distinct`, reads an occurrence's value at its `inverse` entry, and sums the gradients of an
+    id's occurrences into that entry.
 
     Args:
       ids: an int id column of any shape, `[batch, positions]` in a training batch.
@@ -171,11 +176,25 @@ def distinct_ids(ids: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
       and a scatter drops it.
     """
     flat = ids.reshape(-1)
+    size = flat.size
     inside = (flat >= 0) & (flat < rows)
-    found, inverse = np.unique(np.where(inside, flat, rows), return_inverse=True)
-    distinct = np.full(flat.size, rows, np.int32)
+    # One sort of (id, position) packed into an int64 gives the sorted ids and where each came
+    # from. It took half the time of np.unique(return_inverse=True), which sorts the positions
+    # by id instead (40,960 ids, numpy 2.4).
+    shift = max(size - 1, 1).bit_length()
+    key = np.where(inside, flat, rows).astype(np.int64) << shift
+    key |= np.arange(size, dtype=np.int64)
+    key.sort()
+    sorted_ids = (key >> shift).astype(np.int32)
+    first = np.empty(size, bool)
+    first[:1] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+    found = sorted_ids[first]
+    inverse = np.empty(size, np.int32)
+    inverse[key & ((1 << shift) - 1)] = np.cumsum(first, dtype=np.int32) - 1
+    distinct = np.full(size, rows, np.int32)
     distinct[: found.size] = found
-    return distinct, inverse.astype(np.int32).reshape(ids.shape)
+    return distinct, inverse.reshape(ids.shape)
 
 
 def representative_rows(ids: jax.Array, representative: jax.Array, rows: int) -> jax.Array:
