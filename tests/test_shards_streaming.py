@@ -1,6 +1,7 @@
 """Training and evaluating while streaming Parquet shards, and the reader thread options."""
 
 import json
+import threading
 from collections import defaultdict
 
 import numpy as np
@@ -142,6 +143,43 @@ def test_trainer_streams_only_step_columns(shards, distinct_on):
     assert len(requested) == 2
     for columns in requested:
         assert sorted(columns) == ["click", "mask", "query_doc_id", "weight"]
+
+
+def test_second_fit_starts_stream_early_with_same_result(shards):
+    from clickjax.training import Trainer
+
+    requested = []
+
+    class RecordingLog(ShardedLog):
+        """Record the seed of each shuffled stream and the thread that reads its first batch."""
+
+        def batches(self, batch_size, *, shuffle=False, seed=0, columns=None):
+            stream = super().batches(batch_size, shuffle=shuffle, seed=seed, columns=columns)
+            return self.recorded(stream, seed) if shuffle else stream
+
+        def recorded(self, stream, seed):
+            for number, batch in enumerate(stream):
+                if number == 0:
+                    requested.append((seed, threading.current_thread().name))
+                yield batch
+
+    trainer = Trainer(epochs=2, batch_size=BATCH_SIZE, seed=5)
+    log = RecordingLog([shards], buffer_sessions=64)
+    models = [DynamicBayesianNetwork(positions=POSITIONS, query_doc_pairs=1000, rngs=nnx.Rngs(0)) for _ in range(2)]
+    trainer.fit(models[0], log)
+    first_fit = list(requested)
+    # The second fit knows the step's columns from the first, so it starts epoch 1's stream
+    # before it sets up the training state, and uses that stream instead of opening another.
+    requested.clear()
+    trainer.fit(models[1], log)
+
+    # Epoch 2's stream starts on the thread that reads ahead in both fits, epoch 1's only in the second.
+    epoch_1, epoch_2 = 5 * 100_003 + 1, 5 * 100_003 + 2
+    assert first_fit == [(epoch_1, "clickjax-batches"), (epoch_2, "clickjax-next-epoch")]
+    assert requested == [(epoch_1, "clickjax-next-epoch"), (epoch_2, "clickjax-next-epoch")]
+    first, second = (model_parameters(model) for model in models)
+    for path in first:
+        np.testing.assert_array_equal(first[path], second[path], err_msg=path)
 
 
 # Reading some columns

@@ -330,9 +330,15 @@ class Trainer:
             self.parallel.shard_model(model)
         plan = _Plan.build(model, self, train, train_weight=lambda: self._total(_result_weight(train, self.batch_size)))
         step = plan.step_function(self, self.total_steps(train), lambda optimizer: self._state_shardings(model, plan, optimizer))
+        first_stream = None
+        if not resume and not hasattr(train, "columns") and step.columns is not None:
+            # A log streamed from disk fills the first epoch's shuffle buffer while the state is set up.
+            seed = _shuffle_seed(self.seed, 1)
+            first_stream = _StreamAhead(1, self._shuffled_stream(plan, step, train, seed), batches=self.prefetch + 1)
         initial = plan.initial_state(model, step.dense_optimizer, self.table_rule)
         scratch = self._place_state(plan.initial_scratch(), step.scratch_shardings)
         run = _Run(plan, step, self._place_state(initial, step.shardings), scratch)
+        run.next_stream = first_stream
         progress = _Progress(validated=validation is not None)
         store = None
         if self.checkpoint_dir is not None:
@@ -410,12 +416,20 @@ class Trainer:
         A log whose `batches` takes `columns` (`clickjax.shards.ShardedLog`) then decodes only
         those. The step's columns are found from the log's first batch, read for this once.
         """
-        if self.parallel is not None or "columns" not in inspect.signature(train.batches).parameters:
-            return self._batches(train, shuffle=True, seed=seed)
-        if run.step.columns is None:
+        if run.step.columns is None and self._streams_columns(train):
             first = run.plan.with_distinct_ids(next(iter(train.batches(self.batch_size))))
             run.step.columns = _columns_read(run.step.function, (run.state, run.scratch, first, count, halted))
-        return train.batches(self.batch_size, shuffle=True, seed=seed, columns=run.plan.source_columns(run.step.columns))
+        return self._shuffled_stream(run.plan, run.step, train, seed)
+
+    def _shuffled_stream(self, plan, step, train, seed: int):
+        """Return the shuffled batches of a log streamed from disk, with the step's columns once they are known."""
+        if step.columns is None or not self._streams_columns(train):
+            return self._batches(train, shuffle=True, seed=seed)
+        return train.batches(self.batch_size, shuffle=True, seed=seed, columns=plan.source_columns(step.columns))
+
+    def _streams_columns(self, train) -> bool:
+        """Whether `train.batches` can read only some columns (`clickjax.shards.ShardedLog` without a mesh)."""
+        return self.parallel is None and "columns" in inspect.signature(train.batches).parameters
 
     def _local_batch_size(self) -> int:
         """Rows of a batch that this process contributes: `batch_size` without a mesh."""
