@@ -7,7 +7,7 @@ from flax import nnx
 from clickjax.data import ClickLog, Vocabulary
 from clickjax.ingest import ingest
 from clickjax.models import PositionBasedModel
-from clickjax.shards import ShardedLog, shuffled_batches
+from clickjax.shards import ShardedLog, ShardReader, _resolve, shuffled_batches
 from clickjax.training import Trainer
 from clickjax.writers import write_log
 
@@ -69,6 +69,35 @@ def test_shuffle_is_deterministic_per_seed(shards, buffer_sessions):
     assert sorted(first) == list(range(2, SESSIONS + 2))
     assert order(1) == first
     assert order(2) != first
+
+
+def reference_shuffle(shards, batch_size: int, seed: int, buffer_sessions: int) -> list[int]:
+    """The query ids of `shuffled_batches`, by its documented rule, with the buffer as a Python list."""
+    rng = np.random.default_rng(seed)
+    files = [shard.path for shard in _resolve(shards)]
+    order = rng.permutation(len(files))
+    read_batch_size = max(batch_size, 1024, buffer_sessions // 2)
+    reader = ShardReader([files[i] for i in order], batch_size=read_batch_size)
+    buffer, drawn_ids = [], []
+    for record_batch in reader:
+        buffer.extend(record_batch.column("query_id").to_pylist())
+        surplus = (len(buffer) - buffer_sessions) // batch_size * batch_size
+        if surplus <= 0:
+            continue
+        drawn = rng.permutation(len(buffer))[:surplus].tolist()
+        drawn_ids.extend(buffer[i] for i in drawn)
+        taken = set(drawn)
+        buffer = [query_id for i, query_id in enumerate(buffer) if i not in taken]
+    drawn_ids.extend(buffer[i] for i in rng.permutation(len(buffer)).tolist())
+    return drawn_ids
+
+
+@pytest.mark.parametrize(("batch_size", "buffer_sessions"), [(32, 0), (32, 50), (7, 100), (32, 1000)])
+def test_shuffle_matches_list_reference(shards, batch_size, buffer_sessions):
+    # Rows drawn from the buffer come out in the draw's order, and the rows left keep theirs.
+    batches = shuffled_batches([shards], batch_size, seed=4, buffer_sessions=buffer_sessions)
+
+    assert real_query_ids(batches) == reference_shuffle(shards, batch_size, 4, buffer_sessions)
 
 
 def test_shuffle_rejects_bad_sizes(shards):

@@ -34,6 +34,7 @@ import inspect
 import itertools
 import logging
 import math
+import queue
 import threading
 import time
 from collections import deque
@@ -966,30 +967,46 @@ class _StreamAhead:
 
     A shuffled stream of shards yields its first batch only once its shuffle buffer is full. So
     the trainer starts the next epoch's stream while the device still trains on the last batches
-    of this one. It reads as many batches as its pipeline keeps ahead of the step, plus one.
+    of this one. It reads as many batches as its pipeline keeps ahead of the step, plus one. Each
+    batch is handed over as soon as it is read, and the reader of the stream continues it on its
+    own thread once the first batches are taken.
     """
 
     def __init__(self, epoch: int, stream: Iterable[dict[str, np.ndarray]], batches: int):
         self.epoch = epoch
         self._stream = iter(stream)
         self._batches = batches
-        self._first: list = []
-        self._error: BaseException | None = None
+        self._read: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._read_first, name="clickjax-next-epoch", daemon=True)
         self._thread.start()
 
     def _read_first(self) -> None:
         try:
-            self._first.extend(itertools.islice(self._stream, self._batches))
+            for batch in itertools.islice(self._stream, self._batches):
+                self._read.put(batch)
         except BaseException as error:  # raised again by the epoch that reads the stream
-            self._error = error
+            self._read.put(_ReadFailed(error))
+        self._read.put(_FIRST_READ)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        while (item := self._read.get()) is not _FIRST_READ:
+            if isinstance(item, _ReadFailed):
+                raise item.error
+            yield item
+        # The thread has finished with the stream, so this one can go on reading it.
         self._thread.join()
-        if self._error is not None:
-            raise self._error
-        yield from self._first
         yield from self._stream
+
+
+@dataclass(frozen=True)
+class _ReadFailed:
+    """An error raised while `_StreamAhead` read its first batches."""
+
+    error: BaseException
+
+
+# Put by `_StreamAhead` after its first batches.
+_FIRST_READ = object()
 
 
 def _then(stream: Iterable, callback: Callable[[], None]) -> Iterator:
