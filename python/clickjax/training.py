@@ -357,15 +357,12 @@ class Trainer:
             self._train(model, run, progress, train, validation, store)
         except TrainingDivergedError:
             # The step that failed and every step after it changed nothing.
-            plan.write_back_state(model, run.state)
+            plan.write_back(model, run.state)
             raise
         finally:
             if store is not None:
                 store.close()
-        if progress.best_state is not None:
-            plan.write_back(model, progress.best_state)
-        else:
-            plan.write_back_state(model, run.state)
+        plan.write_back(model, progress.best_state if progress.best_state is not None else run.state)
         if self.parallel is not None:
             # The best parameters may be host copies, which `write_back` puts on the default device.
             self.parallel.shard_model(model)
@@ -566,7 +563,7 @@ class Trainer:
     def _end_epoch(self, model, run, progress, validation, epoch, epoch_started) -> None:
         state = run.state
         train_loss = float(state.loss_sum) / max(float(state.weight_sum), 1.0)
-        run.plan.write_back_state(model, state)
+        run.plan.write_back(model, state)
         validation_log_likelihood = None
         if validation is not None:
             validation_log_likelihood = self.evaluate(model, validation).log_likelihood
@@ -585,7 +582,7 @@ class Trainer:
             progress.best_epoch = epoch
         elif validation_log_likelihood > progress.best_log_likelihood + self.min_delta:
             progress.best_log_likelihood = validation_log_likelihood
-            progress.best_state = _copy_parameters(state.parameters)
+            progress.best_state = _copy_parameters(state)
             progress.best_epoch = epoch
             progress.epochs_without_gain = 0
         else:
@@ -682,13 +679,18 @@ def _logits(table: jax.Array) -> jax.Array:
     return table[:, 0]
 
 
-def _copy_parameters(tree):
+def _copy_parameters(state: _State) -> tuple:
     """Copy the parameters of the training state, whose buffers the next step donates.
 
     An array spread over several processes cannot be read whole here, so it is copied on its
-    devices; every other array is copied to the host.
+    devices; every other array is copied to the host. A table's logits are copied to the host
+    straight from its column, without a device array in between.
     """
-    return jax.tree.map(_copy_array, tree)
+    tables = tuple(
+        jnp.array(_logits(table), copy=True) if not table.is_fully_addressable else np.array(np.asarray(table)[:, 0])
+        for table in state.tables
+    )
+    return tables, jax.tree.map(_copy_array, state.dense)
 
 
 def _copy_array(array):
@@ -822,21 +824,18 @@ class _Plan:
         return tuple(flat[path].get_value() for path in self.sparse_paths), dense
 
     def write_back(self, model: nnx.Module, parameters) -> None:
-        tables, dense = parameters
-        nnx.update(model, self.table_state(tables), dense)
+        """Write `(sparse tables, dense parameters)`, or the parameters of a `_State`, into `model`.
 
-    def write_back_state(self, model: nnx.Module, state: _State) -> None:
-        """Write the parameters of the training state into `model`.
-
-        A table's logits are a column of its training array, so each write makes a new array.
         The model lets go of its current tables first, so that they are freed before the new ones
-        are made unless someone else holds them: otherwise the model's old tables and the new
-        ones would take twice the memory of the tables for a moment, beyond the estimate of
-        `clickjax.memory`.
+        are made unless someone else holds them. A table's logits are a column of its training
+        array, so writing a state's parameters makes a new array per table, and otherwise the
+        model's old tables and the new ones would take twice their memory for a moment, beyond
+        the estimate of `clickjax.memory`.
         """
-        released = [(path, nnx.Param(jnp.zeros((0,), table.dtype))) for path, table in zip(self.sparse_paths, state.tables)]
+        released = [(path, nnx.Param(jnp.zeros((0,), jnp.float32))) for path in self.sparse_paths]
         nnx.update(model, nnx.from_flat_state(released))
-        self.write_back(model, state.parameters)
+        tables, dense = parameters.parameters if isinstance(parameters, _State) else parameters
+        nnx.update(model, self.table_state(tables), dense)
 
     def table_state(self, tables) -> nnx.State:
         return nnx.from_flat_state([(path, nnx.Param(jnp.asarray(table))) for path, table in zip(self.sparse_paths, tables)])
