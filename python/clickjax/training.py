@@ -687,7 +687,7 @@ def _copy_parameters(state: _State) -> tuple:
     straight from its column, without a device array in between.
     """
     tables = tuple(
-        jnp.array(_logits(table), copy=True) if not table.is_fully_addressable else np.array(np.asarray(table)[:, 0])
+        _logits(table) if not table.is_fully_addressable else np.array(np.asarray(table)[:, 0])
         for table in state.tables
     )
     return tables, jax.tree.map(_copy_array, state.dense)
@@ -1056,14 +1056,14 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
         # entry of `index` that holds each result's id; the gradients of an id's results are
         # summed into that entry, which alone updates the row. From the worker thread
         # (`distinct_ids`), `index` lists the distinct ids in ascending order and the step reads
-        # each row once. From the scratch array, `index` has one entry per result, so each result
-        # reads its own row: reading the table at `index` and the model those values made PBM's
-        # step 1.4 times as long on a CPU there (10 million rows, jax 0.10).
+        # each row once. With the scratch array, `index` keeps each id at its representative, and
+        # each result reads its own row: reading the table at `index` and the model those values
+        # made PBM's step 1.4 times as long on a CPU there (10 million rows, jax 0.10).
         new_scratch, index, inverse, blocks, values = [], {}, {}, [], []
-        for column, column_scratch, rows in zip(scratch_columns, scratch, scratch_rows):
+        for column, column_scratch, table_rows in zip(scratch_columns, scratch, scratch_rows):
             ids = batch[column]
             column_scratch, representative = find_representatives(column_scratch, ids)
-            index[column] = representative_rows(ids, representative, rows)
+            index[column] = representative_rows(ids, representative, table_rows)
             inverse[column] = representative.reshape(ids.shape)
             new_scratch.append(column_scratch)
         for column, _ in plan.host_distinct:
