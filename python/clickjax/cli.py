@@ -719,9 +719,13 @@ def _print_resume(step: int | None, output: Path) -> None:
 def _print_report(report) -> None:
     print(report.format(), end="\n\n", flush=True)
     if report.corrupt_inputs or report.sessions_skipped:
+        losses = []
+        if report.corrupt_inputs:
+            losses.append(f"{report.corrupt_inputs} corrupt gzip file(s) were read only up to the damage")
+        if report.sessions_skipped:
+            losses.append(f"{report.sessions_skipped} malformed session(s) were skipped")
         print(
-            f"warning: {report.name} input: {report.corrupt_inputs} corrupt gzip file(s) were read only up to "
-            f"the damage and {report.sessions_skipped} malformed session(s) were skipped (--on-error skip); "
+            f"warning: {report.name} input: {' and '.join(losses)} (--on-error skip); "
             "run with --on-error strict to see the first error with its file and line",
             file=sys.stderr,
         )

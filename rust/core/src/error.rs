@@ -24,9 +24,9 @@ pub enum Error {
     /// A gzip file that ends early or fails its integrity checks.
     #[error(
         "corrupt or truncated gzip input {path}: decompression failed after {offset} compressed \
-         bytes, after line {lineno} ({cause}). The reader yielded the sessions completed before the \
-         damage; use on_error=\"skip\" (--on-error skip on the command line) to count the \
-         file and continue with the next one",
+         bytes, after line {lineno} ({cause}). Use --on-error skip (on_error=\"skip\" in Python) \
+         to keep the sessions before the damage, count the file as corrupt and continue with the \
+         next one",
         path = path.display()
     )]
     CorruptInput {
