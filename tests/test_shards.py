@@ -86,8 +86,8 @@ def reference_shuffle(shards, batch_size: int, seed: int, buffer_sessions: int) 
             continue
         drawn = rng.permutation(len(buffer))[:surplus].tolist()
         drawn_ids.extend(buffer[i] for i in drawn)
-        taken = set(drawn)
-        buffer = [query_id for i, query_id in enumerate(buffer) if i not in taken]
+        drawn_positions = set(drawn)
+        buffer = [query_id for i, query_id in enumerate(buffer) if i not in drawn_positions]
     drawn_ids.extend(buffer[i] for i in rng.permutation(len(buffer)).tolist())
     return drawn_ids
 

@@ -168,7 +168,7 @@ def test_second_fit_starts_stream_early_with_same_result(shards):
     models = [DynamicBayesianNetwork(positions=POSITIONS, query_doc_pairs=1000, rngs=nnx.Rngs(0)) for _ in range(2)]
     trainer.fit(models[0], log)
     first_fit = list(requested)
-    # The second fit knows the step's columns from the first, so it starts epoch 1's stream
+    # The second fit has the step's columns from the first, so it starts epoch 1's stream
     # before it sets up the training state, and uses that stream instead of opening another.
     requested.clear()
     trainer.fit(models[1], log)

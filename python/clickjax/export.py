@@ -223,13 +223,17 @@ def _left_join(table: pa.Table, other: pa.Table, key: str) -> pa.Table:
     keys = other.column(key).to_numpy()
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
-    wanted = table.column(key).to_numpy()
-    position = np.minimum(np.searchsorted(sorted_keys, wanted), max(len(sorted_keys) - 1, 0))
-    found = sorted_keys[position] == wanted if len(sorted_keys) else np.zeros(len(wanted), bool)
-    rows = pa.array(np.where(found, order[position] if len(order) else 0, 0), pa.int64(), mask=~found)
+    table_keys = table.column(key).to_numpy()
+    rows = np.zeros(len(table_keys), np.int64)
+    found = np.zeros(len(table_keys), bool)
+    if len(sorted_keys):
+        position = np.minimum(np.searchsorted(sorted_keys, table_keys), len(sorted_keys) - 1)
+        found = sorted_keys[position] == table_keys
+        rows = order[position]
+    matched = pa.array(rows, pa.int64(), mask=~found)
     for name in other.column_names:
         if name != key:
-            table = table.append_column(other.schema.field(name), other.column(name).take(rows))
+            table = table.append_column(other.schema.field(name), other.column(name).take(matched))
     return table
 
 

@@ -171,8 +171,8 @@ def distinct_ids(ids: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
       `(distinct, inverse)`, int32. `distinct` has `ids.size` entries: the distinct ids inside
       `0..rows - 1` in ascending order, then `rows` in every remaining one. `inverse` has the
-      shape of `ids` and gives for each id the entry of `distinct` that holds it; every id
-      outside the table shares one entry that holds `rows`, so that a gather reads nothing there
+      shape of `ids` and gives for each id the entry of `distinct` that contains it. Every id
+      outside the table shares one entry that contains `rows`, so that a gather reads nothing there
       and a scatter drops it.
     """
     flat = ids.reshape(-1)

@@ -426,7 +426,7 @@ class Trainer:
         return train.batches(self.batch_size, shuffle=True, seed=seed, columns=plan.source_columns(step.columns))
 
     def _streams_columns(self, train) -> bool:
-        """Whether `train.batches` can read only some columns (`clickjax.shards.ShardedLog` without a mesh)."""
+        """Tell whether `train.batches` can read only some columns (`clickjax.shards.ShardedLog` without a mesh)."""
         return self.parallel is None and "columns" in inspect.signature(train.batches).parameters
 
     def _local_batch_size(self) -> int:
@@ -710,8 +710,8 @@ class _State:
     `tables` contains one array `[rows, 1 + slots]` per sparse table, in `_Plan.sparse_paths`
     order: the table's logits in column 0, then its `TableRule` slots in `slot_names` order. A
     row and its slots then share a cache line, so a sparse step reads and writes each row once
-    instead of once per array (PBM with Adagrad on 10 million rows: 2.5 ms a step with separate
-    arrays, 1.8 with one, on a 2-core CPU with jax 0.10). `dense` is the `nnx.State` of every
+    instead of once per array (PBM's step with Adagrad on 10 million rows: 2.5 ms with separate
+    arrays, 2.0 with one, on a 2-core CPU with jax 0.10). `dense` is the `nnx.State` of every
     other parameter.
     """
 
@@ -797,16 +797,7 @@ class _Plan:
                 )
         sparse_paths = tuple(path + ("logits",) for path, _ in sparse)
         graphdef, _, _, rest = nnx.split(model, lambda path, _: path in sparse_paths, nnx.Param, ...)
-        largest: dict[str, int] = {}
-        for _, module in sparse:
-            largest[module.column] = max(largest.get(module.column, 0), module.rows)
-        # On a mesh each process sees only its share of a batch, so the step finds the distinct
-        # ids of the whole batch itself.
-        host_distinct = ()
-        if trainer.parallel is None:
-            minimum = clickjax.sparse.HOST_DISTINCT_MIN_ROWS
-            host_distinct = tuple((column, rows) for column, rows in largest.items() if rows >= minimum)
-        return cls(
+        plan = cls(
             graphdef=graphdef,
             rest=rest,
             sparse_paths=sparse_paths,
@@ -815,8 +806,15 @@ class _Plan:
             dense_table_paths=frozenset(path + ("logits",) for path, _ in dense_tables),
             penalty_paths=penalty_paths,
             train_weight=max(float(train_weight()), 1.0) if penalty_paths else 1.0,
-            host_distinct=host_distinct,
         )
+        # On a mesh each process reads only its share of a batch, so the step finds the distinct
+        # ids of the whole batch itself.
+        if trainer.parallel is None:
+            minimum = clickjax.sparse.HOST_DISTINCT_MIN_ROWS
+            plan.host_distinct = tuple(
+                (column, rows) for column, (_, rows) in plan.largest_tables.items() if rows >= minimum
+            )
+        return plan
 
     def split(self, model: nnx.Module) -> tuple[tuple, nnx.State]:
         _, tables, dense, _ = nnx.split(model, lambda path, _: path in self.sparse_paths, nnx.Param, ...)
@@ -827,7 +825,7 @@ class _Plan:
         """Write `(sparse tables, dense parameters)`, or the parameters of a `_State`, into `model`.
 
         The model lets go of its current tables first, so that they are freed before the new ones
-        are made unless someone else holds them. A table's logits are a column of its training
+        are made unless another reference keeps them. A table's logits are a column of its training
         array, so writing a state's parameters makes a new array per table, and otherwise the
         model's old tables and the new ones would take twice their memory for a moment, beyond
         the estimate of `clickjax.memory`.
@@ -841,16 +839,19 @@ class _Plan:
         return nnx.from_flat_state([(path, nnx.Param(jnp.asarray(table))) for path, table in zip(self.sparse_paths, tables)])
 
     @property
+    def largest_tables(self) -> dict[str, tuple]:
+        """Map each id column of the sparse tables to the parameter path and rows of its largest table."""
+        largest: dict[str, tuple] = {}
+        for path, column, rows in zip(self.sparse_paths, self.sparse_columns, self.sparse_rows):
+            if column not in largest or rows > largest[column][1]:
+                largest[column] = (path, rows)
+        return largest
+
+    @property
     def scratch_tables(self) -> tuple:
         """The parameter path of the largest sparse table of each id column with a scratch array, which sizes it."""
         on_host = {column for column, _ in self.host_distinct}
-        largest = {}
-        for path, column, rows in zip(self.sparse_paths, self.sparse_columns, self.sparse_rows):
-            if column in on_host:
-                continue
-            if column not in largest or rows > largest[column][1]:
-                largest[column] = (path, rows)
-        return tuple(path for path, _ in largest.values())
+        return tuple(path for column, (path, _) in self.largest_tables.items() if column not in on_host)
 
     def with_distinct_ids(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Add the columns of `distinct_ids` for each id column of `host_distinct` to a numpy batch."""
@@ -862,7 +863,7 @@ class _Plan:
         return {**batch, **added}
 
     def source_columns(self, step_columns: Collection[str]) -> tuple[str, ...]:
-        """The columns to read or cut for a step that reads `step_columns`.
+        """Return the columns to read or cut for a step that reads `step_columns`.
 
         The columns that `with_distinct_ids` adds are left out, and the id columns they come from
         are added, since the step itself may not read those.
@@ -1051,9 +1052,9 @@ def _make_step(plan: _Plan, trainer: Trainer, total_steps: int, shardings_for: C
         slot_names = rule.slot_names if rule is not None else ()
 
         # The model reads one value per result, in order (its id column becomes 0, 1, 2, ...), so
-        # its gradient is one value per result. For each id column, `index` holds each distinct
-        # id of the batch once (every other entry is outside the tables) and `inverse` gives the
-        # entry of `index` that holds each result's id; the gradients of an id's results are
+        # its gradient is one value per result. For each id column, `index` contains each distinct
+        # id of the batch once (every other entry is outside the tables), and `inverse` gives the
+        # entry of `index` that contains each result's id. The gradients of an id's results are
         # summed into that entry, which alone updates the row. From the worker thread
         # (`distinct_ids`), `index` lists the distinct ids in ascending order and the step reads
         # each row once. With the scratch array, `index` keeps each id at its representative, and
